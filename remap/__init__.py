@@ -1,0 +1,38 @@
+"""remap: convert model checkpoints between frameworks with YAML key-mapping rules.
+
+The pipeline, one module per stage:
+
+    rule file (YAML) --compiler--> RuleSet           (rules.py: frozen rule objects)
+    checkpoint ------sources-----> Source            (keys, shapes, dtypes, lazy tensors)
+    RuleSet + Source + Target ---planner--> Plan     (pure: key strings and shapes only)
+    Plan ---materialize + writer---> output folder   (the only stages that touch tensor data)
+
+Supporting modules: ``yamlnode`` (YAML with line numbers), ``patterns``
+(``{capture}`` key patterns), ``expr`` (safe expressions), ``target`` (the
+transformers model on the meta device), ``examples`` (inline rule tests),
+``hub`` (default checkpoint download), ``report`` and ``cli`` (the command).
+
+Library use::
+
+    import remap
+    rules = remap.compile_file("rules/distilhubert.yaml")
+    prepared = remap.prepare(rules, "states.ckpt")   # plan, nothing written
+    remap.write(prepared, "out/")                       # strict, atomic
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .compiler import compile_file, compile_text
+from .convert import Prepared, Summary, convert, prepare, write
+from .errors import ConfigError, FetchError, OutputError, PlanError, RemapError, RuleError, SourceError
+from .examples import run_examples
+from .planner import Plan, TensorInfo, plan
+from .rules import RuleSet
+
+__all__ = [
+    "ConfigError", "FetchError", "OutputError", "Plan", "PlanError", "Prepared", "RemapError", "RuleError",
+    "RuleSet", "SourceError", "Summary", "TensorInfo", "compile_file", "compile_text", "convert", "plan",
+    "prepare", "run_examples", "write",
+]

@@ -1,0 +1,160 @@
+"""The ``remap`` command: a thin layer over the library API.
+
+Every expected failure is a `RemapError`, printed as one ``error:`` line with
+exit code 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import PlanError, RemapError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="remap", description="Convert model checkpoints with YAML key-mapping rules.")
+    parser.add_argument("--version", action="version", version=f"remap {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("apply", help="convert a checkpoint into a transformers model folder")
+    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("source", nargs="?", help="checkpoint; omitted: fetch the rule file's default checkpoint")
+    p.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(run=_apply)
+
+    p = sub.add_parser("plan", help="show how every key would be mapped, without writing")
+    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("source", help="checkpoint")
+    p.set_defaults(run=_plan)
+
+    p = sub.add_parser("inspect", help="list a checkpoint's tensors and other entries")
+    p.add_argument("source", help="checkpoint")
+    p.set_defaults(run=_inspect)
+
+    p = sub.add_parser("test", help="run the inline examples of rule files")
+    p.add_argument("rules", nargs="+", help="rule files, or folders of them")
+    p.set_defaults(run=_test)
+    return parser
+
+
+def _out(lines: Sequence[str]) -> None:
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from .compiler import compile_file
+    from .convert import prepare, write
+    from .report import human_bytes
+    from .writer import check_destination
+
+    out_dir = Path(args.output)
+    check_destination(out_dir, args.force)
+    ruleset = compile_file(args.rules)
+    source = args.source
+    if source is None:
+        from .hub import fetch_default
+
+        source = fetch_default(ruleset)
+    prepared = prepare(ruleset, source)
+    if prepared.plan.problems:
+        raise PlanError([str(p) for p in prepared.plan.problems])
+    summary = _write_with_progress(prepared, out_dir, args.force)
+    print(f"wrote {summary.out_dir}: {summary.mapped} mapped, {summary.dropped} dropped, "
+          f"{summary.initialised} initialised, {human_bytes(summary.bytes_written)} written")
+    return 0
+
+
+def _write_with_progress(prepared: object, out_dir: Path, force: bool) -> object:
+    from tqdm import tqdm
+
+    from .convert import Prepared, output_tensors, write
+    from .writer import nbytes
+
+    assert isinstance(prepared, Prepared)
+    total = sum(nbytes(t.info) for t in output_tensors(prepared))
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="writing",
+              disable=None, leave=False, file=sys.stderr) as bar:
+        return write(prepared, out_dir, force=force, on_tensor=bar.update)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .convert import prepare
+    from .report import plan_lines
+
+    prepared = prepare(args.rules, args.source)
+    _out(plan_lines(prepared.plan))
+    return 1 if prepared.plan.problems else 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .report import inspect_lines
+    from .sources import read_checkpoint
+
+    _out(inspect_lines(read_checkpoint(args.source)))
+    return 0
+
+
+def _rule_files(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise RemapError("no rule files (*.yaml) in this folder", name)
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
+def _test(args: argparse.Namespace) -> int:
+    from .compiler import compile_file
+    from .examples import run_examples
+
+    passed = failed = 0
+    for path in _rule_files(args.rules):
+        outcomes = run_examples(compile_file(path))
+        for outcome in outcomes:
+            if not outcome.passed:
+                print(f"FAIL {outcome.describe()}")
+        ok = sum(o.passed for o in outcomes)
+        print(f"{path}: {ok} of {len(outcomes)} examples passed")
+        passed, failed = passed + ok, failed + len(outcomes) - ok
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except PlanError as exc:
+        if args.debug:
+            raise
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"error: {len(exc.problems)} problem(s); nothing was written", file=sys.stderr)
+        return 1
+    except RemapError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence keeps the one-line promise
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+              file=sys.stderr)
+        return 1

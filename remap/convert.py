@@ -1,0 +1,109 @@
+"""The conversion pipeline: compile -> read -> plan -> check -> write.
+
+`prepare()` does everything that can fail before a byte is written (reading
+the checkpoint's header data, mapping the config, building the target on the
+meta device, planning). `write()` then streams the tensors into an atomic
+output folder. `convert()` is both in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .compiler import compile_file
+from .errors import PlanError
+from .materialize import copy_tensor, init_tensor
+from .planner import Plan, plan
+from .rules import RuleSet
+from .sources import Source, read_checkpoint
+from .target import Target, build_target
+from .writer import OutTensor, check_destination, write_folder, write_safetensors
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    ruleset: RuleSet
+    source: Source
+    env: dict[str, Any]
+    target_config: dict[str, Any]
+    target: Target | None
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Summary:
+    out_dir: Path
+    mapped: int
+    dropped: int
+    initialised: int
+    bytes_written: int
+
+
+def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target: bool = True) -> Prepared:
+    """Compile, read and plan; never writes. The plan may carry problems."""
+    ruleset = rules if isinstance(rules, RuleSet) else compile_file(rules)
+    checkpoint = read_checkpoint(source_path)
+    source = checkpoint.source(ruleset.source.state_dict, ruleset.source.config)
+    env = ruleset.environment(source.config)
+    target_config = ruleset.target_config(env)
+    target = None
+    if with_target:
+        target = build_target(ruleset.target.model_class, ruleset.target.config, target_config, ruleset.path)
+    result = plan(ruleset, source.infos, env, target.tensors if target else None,
+                  source_name=str(source_path), target_name=target.name if target else "target")
+    return Prepared(ruleset, source, env, target_config, target, result)
+
+
+def output_tensors(prepared: Prepared) -> list[OutTensor]:
+    """Every tensor of the output, sorted by key, with a producer each."""
+    source = prepared.source
+    out = [OutTensor(e.target, e.info, lambda e=e: copy_tensor(e, source)) for e in prepared.plan.entries]
+    out += [OutTensor(i.target, i.info, lambda i=i: init_tensor(i))  # type: ignore[arg-type]
+            for i in prepared.plan.inits]
+    return sorted(out, key=lambda t: t.key)
+
+
+def metadata(prepared: Prepared) -> dict[str, str]:
+    return {"format": "pt", "remap.ruleset": prepared.ruleset.name,
+            "remap.ruleset_sha256": prepared.ruleset.sha256, "remap.source": prepared.source.name}
+
+
+def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False,
+          on_tensor: Callable[[int], None] | None = None) -> Summary:
+    """Write the output folder for a problem-free plan."""
+    if prepared.plan.problems:
+        raise PlanError([str(p) for p in prepared.plan.problems])
+    if prepared.target is None:
+        raise ValueError("write() needs a plan checked against the target model")
+    out_dir = Path(out_dir)
+    tensors = output_tensors(prepared)
+    written = 0
+
+    def fill(tmp: Path) -> None:
+        nonlocal written
+        written = write_safetensors(tmp / WEIGHTS_NAME, tensors, metadata(prepared), on_tensor)
+        assert prepared.target is not None
+        (tmp / "config.json").write_text(prepared.target.config_json)
+        written += len(prepared.target.config_json)
+        pre = prepared.ruleset.target.preprocessor
+        if pre is not None:
+            text = json.dumps(dict(pre), indent=2, sort_keys=True) + "\n"
+            (tmp / "preprocessor_config.json").write_text(text)
+            written += len(text)
+
+    write_folder(out_dir, force, fill)
+    p = prepared.plan
+    return Summary(out_dir, len(p.entries), len(p.drops), len(p.inits), written)
+
+
+def convert(rules: RuleSet | str | Path, source_path: str | Path, out_dir: str | Path, *,
+            force: bool = False, on_tensor: Callable[[int], None] | None = None) -> Summary:
+    """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic)."""
+    check_destination(Path(out_dir), force)
+    return write(prepare(rules, source_path), out_dir, force=force, on_tensor=on_tensor)

@@ -1,0 +1,60 @@
+"""Running a rule file's inline examples, like unit tests of single rules.
+
+Each example is checked against the whole rule set (not just the rule that
+declares it), so an example also catches a second rule that overlaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import RemapError
+from .planner import resolve
+from .rules import Example, RuleSet
+
+
+@dataclass(frozen=True)
+class Outcome:
+    example: Example
+    passed: bool
+    detail: str  # why it failed; empty when it passed
+
+    def describe(self) -> str:
+        ex = self.example
+        return f"{ex.loc}: example '{ex.key}': {self.detail}"
+
+
+def _expected(ex: Example) -> str:
+    if ex.expect == "to":
+        return f"'{ex.target}'"
+    return "a drop" if ex.expect == "drop" else "no rule"
+
+
+def run_example(ruleset: RuleSet, ex: Example) -> Outcome:
+    try:
+        env = ruleset.environment(ex.config)
+        res = resolve(ruleset, ex.key, env)
+    except RemapError as exc:
+        return Outcome(ex, False, f"error: {exc}")
+    if len(res.fired) > 1:
+        rules = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
+        return Outcome(ex, False, f"expected {_expected(ex)}, but {len(res.fired)} rules match: {rules}")
+    if not res.fired:
+        if ex.expect == "unmatched":
+            return Outcome(ex, True, "")
+        blocked = "".join(f"; '{r.label}' ({r.loc}) matched but `{r.when.text}` is false"  # type: ignore[union-attr]
+                          for r in res.blocked)
+        return Outcome(ex, False, f"expected {_expected(ex)}, but no rule matched{blocked}")
+    rule, captures = res.fired[0]
+    got = "a drop" if rule.target is None else f"'{rule.target.render(captures)}'"
+    by = f"'{rule.label}' ({rule.loc})"
+    if got != _expected(ex):
+        return Outcome(ex, False, f"expected {_expected(ex)}, got {got} from rule {by}")
+    if ex.rule is not None and rule is not ex.rule:
+        return Outcome(ex, False, f"expected rule '{ex.rule.label}' ({ex.rule.loc}) to produce it, "
+                                  f"but rule {by} did")
+    return Outcome(ex, True, "")
+
+
+def run_examples(ruleset: RuleSet) -> list[Outcome]:
+    return [run_example(ruleset, ex) for ex in ruleset.examples]

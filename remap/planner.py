@@ -1,0 +1,219 @@
+"""Planning: a pure function from key strings, shapes and config to a mapping.
+
+`plan()` never reads a tensor or a file. It applies the rules to every source
+key, checks the result against the target model's keys and shapes (when
+given), and collects *every* problem rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .rules import Init, Rule, RuleSet
+
+
+class TensorInfo(NamedTuple):
+    """What planning knows about a tensor: its shape and dtype name (``float32``...)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One output tensor copied (and maybe cast) from one source tensor."""
+
+    source: str
+    target: str
+    info: TensorInfo  # the output's shape and dtype
+    rule: Rule
+
+    @property
+    def cast(self) -> str | None:
+        return self.rule.cast
+
+
+@dataclass(frozen=True)
+class Drop:
+    source: str
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class InitEntry:
+    """One output tensor created from nothing (identity, zeros...)."""
+
+    target: str
+    info: TensorInfo | None  # None when planning without a target model
+    init: Init
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    key: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    entries: tuple[Entry, ...]
+    drops: tuple[Drop, ...]
+    inits: tuple[InitEntry, ...]
+    allowed_missing: tuple[tuple[str, str], ...]  # (target key, where)
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What the rules say about one key: the firing rules and the ones whose condition failed."""
+
+    fired: tuple[tuple[Rule, dict[str, Any]], ...]
+    blocked: tuple[Rule, ...]
+
+
+def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> Resolution:
+    """Find the rules that apply to ``key`` under ``env``."""
+    fired: list[tuple[Rule, dict[str, Any]]] = []
+    blocked: list[Rule] = []
+    for rule in ruleset.rules:
+        captures = rule.pattern.match(key)
+        if captures is None:
+            continue
+        if rule.when is None or rule.when.evaluate({**env, **captures}):
+            fired.append((rule, captures))
+        else:
+            blocked.append(rule)
+    return Resolution(tuple(fired), tuple(blocked))
+
+
+def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, Any],
+         target: Mapping[str, TensorInfo] | None = None, *, source_name: str = "source",
+         target_name: str = "target") -> Plan:
+    """Map every source key; check the result against ``target`` when it is given."""
+    problems: list[Problem] = []
+    entries, drops = _map_sources(ruleset, source, env, problems, source_name)
+    _check_duplicates(entries, problems)
+    inits: list[InitEntry] = []
+    allowed: list[tuple[str, str]] = []
+    if target is not None:
+        _check_against_target(entries, target, problems, target_name)
+        produced = {e.target for e in entries}
+        for key in sorted(set(target) - produced):
+            _fill_missing(ruleset, key, target[key], env, inits, allowed, problems, target_name)
+        _check_inits_exist(ruleset, env, target, produced, problems, target_name)
+    else:
+        inits = _literal_inits(ruleset, env)
+    return Plan(tuple(sorted(entries, key=lambda e: e.target)), tuple(sorted(drops, key=lambda d: d.source)),
+                tuple(inits), tuple(allowed), tuple(sorted(set(problems))))
+
+
+def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, Any],
+                 problems: list[Problem], source_name: str) -> tuple[list[Entry], list[Drop]]:
+    entries: list[Entry] = []
+    drops: list[Drop] = []
+    for key, info in source.items():
+        res = resolve(ruleset, key, env)
+        if len(res.fired) > 1:
+            where = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
+            problems.append(Problem(key, source_name, f"source key '{key}' matches {len(res.fired)} rules: "
+                                                      f"{where}; make their patterns or conditions exclusive"))
+        elif not res.fired:
+            problems.append(Problem(key, source_name, _unmapped_message(key, res.blocked)))
+        else:
+            rule, captures = res.fired[0]
+            if rule.target is None:
+                drops.append(Drop(key, rule))
+            else:
+                out = TensorInfo(tuple(info.shape), rule.cast or info.dtype)
+                entries.append(Entry(key, rule.target.render(captures), out, rule))
+    return entries, drops
+
+
+def _unmapped_message(key: str, blocked: tuple[Rule, ...]) -> str:
+    msg = f"source key '{key}' is not mapped by any rule; add a rule for it, or drop it explicitly"
+    if blocked:
+        conds = "; ".join(f"'{r.label}' ({r.loc}) matched but `{r.when.text}` is false"  # type: ignore[union-attr]
+                          for r in blocked)
+        msg += f" ({conds})"
+    return msg
+
+
+def _check_duplicates(entries: list[Entry], problems: list[Problem]) -> None:
+    by_target: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_target.setdefault(entry.target, []).append(entry)
+    for key, group in by_target.items():
+        if len(group) > 1:
+            sources = ", ".join(f"'{e.source}' ({e.rule.loc})" for e in sorted(group, key=lambda e: e.source))
+            problems.append(Problem(key, str(group[0].rule.loc),
+                                    f"{len(group)} source keys map to target '{key}': {sources}"))
+
+
+def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo], problems: list[Problem],
+                          target_name: str) -> None:
+    for e in entries:
+        expected = target.get(e.target)
+        if expected is None:
+            close = difflib.get_close_matches(e.target, list(target), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem(e.source, str(e.rule.loc),
+                                    f"'{e.source}' maps to '{e.target}', which {target_name} does not have{hint}"))
+        elif tuple(expected.shape) != tuple(e.info.shape):
+            problems.append(Problem(e.source, str(e.rule.loc),
+                                    f"shape mismatch: '{e.source}' is {list(e.info.shape)} but {target_name} "
+                                    f"expects {list(expected.shape)} for '{e.target}'"))
+
+
+def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, env: Mapping[str, Any],
+                  inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Problem],
+                  target_name: str) -> None:
+    for init in ruleset.inits:
+        captures = init.pattern.match(key)
+        if captures is not None and (init.when is None or init.when.evaluate({**env, **captures})):
+            if init.fill == "eye" and (len(info.shape) != 2 or info.shape[0] != info.shape[1]):
+                problems.append(Problem(key, str(init.loc), f"cannot fill '{key}' with eye: its shape "
+                                                            f"{list(info.shape)} is not square"))
+            inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or info.dtype), init))
+            return
+    for allow in ruleset.allows:
+        captures = allow.pattern.match(key)
+        if captures is not None and (allow.when is None or allow.when.evaluate({**env, **captures})):
+            allowed.append((key, str(allow.loc)))
+            return
+    problems.append(Problem(key, ruleset.path, f"{target_name} key '{key}' {list(info.shape)} is not produced "
+                                               "by any rule; map a source key to it, or declare it under "
+                                               "'init' or 'allow_missing'"))
+
+
+def _check_inits_exist(ruleset: RuleSet, env: Mapping[str, Any], target: Mapping[str, TensorInfo],
+                       produced: set[str], problems: list[Problem], target_name: str) -> None:
+    """An active init must name a real target key that no rule already produces."""
+    for init in ruleset.inits:
+        if not _literal(init) or (init.when is not None and not init.when.evaluate(env)):
+            continue
+        key = init.pattern.text
+        if key not in target:
+            problems.append(Problem(key, str(init.loc), f"init key '{key}' is not in {target_name}"))
+        elif key in produced:
+            problems.append(Problem(key, str(init.loc), f"init key '{key}' is also produced by a rule; "
+                                                        "remove one of them"))
+
+
+def _literal_inits(ruleset: RuleSet, env: Mapping[str, Any]) -> list[InitEntry]:
+    return [InitEntry(i.pattern.text, None, i) for i in ruleset.inits
+            if _literal(i) and (i.when is None or i.when.evaluate(env))]
+
+
+def _literal(init: Init) -> bool:
+    return init.pattern.prefix == init.pattern.text

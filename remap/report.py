@@ -1,0 +1,79 @@
+"""Text rendering for the CLI: plan tables, inspect listings, summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .planner import Plan
+from .sources import Checkpoint, Record, TensorRef
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
+    lines += [fmt.format(*map(str, r)).rstrip() for r in rows]
+    return lines
+
+
+def shape_text(shape: Iterable[int] | None) -> str:
+    return "?" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+
+
+def plan_lines(p: Plan) -> list[str]:
+    n = len(p.problems)
+    lines = [f"summary: {len(p.entries)} mapped, {len(p.drops)} dropped, {len(p.inits)} initialised, "
+             f"{len(p.allowed_missing)} allowed missing, {n} problem{'s' if n != 1 else ''}", ""]
+    rows = [(e.source, e.target, shape_text(e.info.shape), e.info.dtype + (" (cast)" if e.cast else ""),
+             str(e.rule.loc)) for e in p.entries]
+    lines += table(rows, ("source", "target", "shape", "dtype", "rule"))
+    if p.drops:
+        lines += ["", "dropped:"]
+        lines += table([(d.source, str(d.rule.loc), d.rule.reason) for d in p.drops], ("source", "rule", "reason"))
+    if p.inits:
+        lines += ["", "initialised:"]
+        lines += table([(i.target, shape_text(i.info.shape if i.info else None), i.init.fill, str(i.init.loc))
+                        for i in p.inits], ("target", "shape", "fill", "rule"))
+    if p.allowed_missing:
+        lines += ["", "allowed missing:"]
+        lines += [f"  {key}  ({where})" for key, where in p.allowed_missing]
+    if p.problems:
+        lines += ["", "problems:"]
+        lines += [f"  {prob}" for prob in p.problems]
+    return lines
+
+
+def _value_text(value: Any, limit: int = 100) -> str:
+    if isinstance(value, Record):
+        inner = ", ".join(f"{k}={_value_text(v, 30)}" for k, v in value.state.items())
+        text = f"{value.class_name}({inner})"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def inspect_lines(checkpoint: Checkpoint) -> list[str]:
+    tensors: list[tuple[str, str, str]] = []
+    others: list[str] = []
+    total = 0
+    for path, leaf in checkpoint.walk():
+        if isinstance(leaf, TensorRef):
+            tensors.append((path, shape_text(leaf.info.shape), leaf.info.dtype))
+            total += 1
+        else:
+            others.append(f"  {path or '<top level>'} = {_value_text(leaf)}")
+    lines = [f"{checkpoint.path.name}: {total} tensors, {len(others)} other entries", ""]
+    lines += table(tensors, ("key", "shape", "dtype")) if tensors else ["(no tensors)"]
+    if others:
+        lines += ["", "other entries:", *others]
+    return lines

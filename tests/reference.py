@@ -1,0 +1,119 @@
+"""s3prl reference helpers: build DistilHuBERT checkpoints and compare against s3prl's own model.
+
+Used by the parity tests, the bundled example's generator and its parity
+check. Everything here runs s3prl's reference code
+(``s3prl.upstream.distiller.model``), never remap's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+with contextlib.redirect_stdout(io.StringIO()):
+    from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
+
+
+def build_distiller(config: dict[str, Any], seed: int = 0) -> DistillerModel:
+    """s3prl's DistillerModel with every tensor perturbed away from its init."""
+    torch.manual_seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = DistillerModel(DistillerConfig(config))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, param in model.state_dict().items():
+            if not param.is_floating_point():
+                continue
+            noise = torch.randn(param.shape, generator=generator)
+            if name.endswith("weight_g"):
+                param.mul_(1.0 + 0.2 * noise.abs())
+            else:
+                scale = float(param.std()) if param.numel() > 1 and float(param.std()) > 0 else 0.1
+                param.add_(noise * 0.2 * scale)
+    return model.eval()
+
+
+def save_s3prl_checkpoint(model: DistillerModel, config: dict[str, Any], path: Path, step: int = 1000) -> None:
+    """Write the layout s3prl's pretraining runner saves."""
+    # lr=0 and no weight decay: one step fills the optimizer state (as in a
+    # real checkpoint) without changing the weights.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.0)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    states = {
+        "Distiller": model.state_dict(),
+        "Optimizer": optimizer.state_dict(),
+        "Step": step,
+        "Args": argparse.Namespace(config="config_runner.yaml", upstream="distiller", expdir="result/pretrain",
+                                   seed=1337, multi_gpu=False),
+        "Config": {"runner": {"total_steps": step, "save_step": step}, "distiller": dict(config)},
+    }
+    torch.save(states, path)
+
+
+@torch.no_grad()
+def reference_hiddens(model: DistillerModel, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+    """s3prl's conv features, every layer's output and the encoder's final output."""
+    pad_mask = torch.ones(wave.shape, dtype=torch.long)
+    feat, pad = model.forward_feature(wave, pad_mask)
+    x = model.post_extract_proj(feat) if model.post_extract_proj is not None else feat
+    final, layers = model.encoder(x.clone(), ~pad.bool(), get_hidden=True)
+    out = {"features": feat, "final": final}
+    out.update({f"layer{i + 1}": h for i, h in enumerate(layers)})
+    return out
+
+
+@torch.no_grad()
+def converted_hiddens(hf_model: Any, wave: torch.Tensor, stable: bool) -> dict[str, torch.Tensor]:
+    """The same quantities from a transformers HubertModel.
+
+    HubertModel's hidden_states[i] (i >= 1) is layer i's output, except that
+    with do_stable_layer_norm the last entry has the final layer norm applied
+    (it equals last_hidden_state), so the last layer is compared via "final".
+    """
+    out = hf_model(wave, output_hidden_states=True)
+    layers = out.hidden_states[1:]
+    n = len(layers) - (1 if stable else 0)
+    result = {"features": hf_model.feature_extractor(wave).transpose(1, 2), "final": out.last_hidden_state}
+    result.update({f"layer{i + 1}": layers[i] for i in range(n)})
+    return result
+
+
+def compare(reference: dict[str, torch.Tensor], converted: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Max |diff| per quantity present in both."""
+    return {k: float((reference[k] - converted[k]).abs().max()) for k in reference if k in converted}
+
+
+def check_folder(model: DistillerModel, out_dir: Path, seconds: float = 1.0) -> dict[str, float]:
+    """Load the converted folder strictly and compare it with ``model`` on seeded noise."""
+    from transformers import HubertModel
+
+    hf_model, info = HubertModel.from_pretrained(out_dir, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        raise AssertionError(f"transformers load report is not clean: {problems}")
+    hf_model.eval()
+    wave = torch.randn(2, int(16000 * seconds), generator=torch.Generator().manual_seed(7))
+    ref = reference_hiddens(model, wave)
+    got = converted_hiddens(hf_model, wave, stable=hf_model.config.do_stable_layer_norm)
+    missing = sorted(set(ref) - set(got) - {f"layer{len(ref) - 2}"})
+    if missing:
+        raise AssertionError(f"converted model lacks {missing}")
+    return compare(ref, got)
+
+
+def load_reference(ckpt: Path) -> DistillerModel:
+    """Rebuild s3prl's model from a checkpoint the way s3prl's builder does."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        states = torch.load(ckpt, map_location="cpu", weights_only=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = DistillerModel(DistillerConfig(states["Config"]["distiller"]))
+    model.load_state_dict(states["Distiller"])
+    return model.eval()
