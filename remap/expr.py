@@ -125,10 +125,11 @@ def _check_nodes(tree: ast.AST, source: str, loc: Loc, what: str) -> None:
     for node in ast.walk(tree):
         if isinstance(node, _FORBIDDEN):
             raise RuleError(f"{type(node).__name__} is not allowed in {what} `{source}`", loc)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise RuleError(f"private attribute '{node.attr}' is not allowed in {what} `{source}`", loc)
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS):
-            name = ast.unparse(node.func)
+            name = ast.get_source_segment(source, node.func) or ast.unparse(node.func)
             allowed = ", ".join(sorted(FUNCTIONS))
             raise RuleError(f"unknown function '{name}' in {what} `{source}` (allowed: {allowed})", loc)
 

@@ -8,6 +8,7 @@ given), and collects *every* problem rather than stopping at the first.
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -109,8 +110,9 @@ def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, A
     if target is not None:
         _check_against_target(entries, target, problems, target_name)
         produced = {e.target for e in entries}
+        dtype = _main_float_dtype(entries)
         for key in sorted(set(target) - produced):
-            _fill_missing(ruleset, key, target[key], env, inits, allowed, problems, target_name)
+            _fill_missing(ruleset, key, target[key], dtype, env, inits, allowed, problems, target_name)
         _check_inits_exist(ruleset, env, target, produced, problems, target_name)
     else:
         inits = _literal_inits(ruleset, env)
@@ -175,7 +177,13 @@ def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo]
                                     f"expects {list(expected.shape)} for '{e.target}'"))
 
 
-def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, env: Mapping[str, Any],
+def _main_float_dtype(entries: list[Entry]) -> str | None:
+    """The most common floating dtype of the output: what initialised tensors get by default."""
+    counts = Counter(e.info.dtype for e in entries if e.info.dtype.startswith(("float", "bfloat")))
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, dtype: str | None, env: Mapping[str, Any],
                   inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Problem],
                   target_name: str) -> None:
     for init in ruleset.inits:
@@ -184,7 +192,7 @@ def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, env: Mapping[str
             if init.fill == "eye" and (len(info.shape) != 2 or info.shape[0] != info.shape[1]):
                 problems.append(Problem(key, str(init.loc), f"cannot fill '{key}' with eye: its shape "
                                                             f"{list(info.shape)} is not square"))
-            inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or info.dtype), init))
+            inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or dtype or info.dtype), init))
             return
     for allow in ruleset.allows:
         captures = allow.pattern.match(key)
