@@ -25,7 +25,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .compiler import compile_file, compile_text
-from .convert import Prepared, Summary, convert, prepare, write
+from .pipeline import Prepared, Summary, convert, prepare, write
 from .errors import ConfigError, FetchError, OutputError, PlanError, RemapError, RuleError, SourceError
 from .examples import run_examples
 from .planner import Plan, TensorInfo, plan

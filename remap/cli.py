@@ -51,7 +51,7 @@ def _out(lines: Sequence[str]) -> None:
 
 def _apply(args: argparse.Namespace) -> int:
     from .compiler import compile_file
-    from .convert import prepare, write
+    from .pipeline import prepare, write
     from .report import human_bytes
     from .writer import check_destination
 
@@ -75,7 +75,7 @@ def _apply(args: argparse.Namespace) -> int:
 def _write_with_progress(prepared: object, out_dir: Path, force: bool) -> object:
     from tqdm import tqdm
 
-    from .convert import Prepared, output_tensors, write
+    from .pipeline import Prepared, output_tensors, write
     from .writer import nbytes
 
     assert isinstance(prepared, Prepared)
@@ -86,7 +86,7 @@ def _write_with_progress(prepared: object, out_dir: Path, force: bool) -> object
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .convert import prepare
+    from .pipeline import prepare
     from .report import plan_lines
 
     prepared = prepare(args.rules, args.source)

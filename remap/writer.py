@@ -118,6 +118,11 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> No
         fill(tmp)
         os.chmod(tmp, 0o755)
         _swap_into_place(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"writing failed: {exc.strerror or exc}", str(out_dir)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

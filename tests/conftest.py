@@ -26,6 +26,14 @@ TINY: dict[str, Any] = {
 }
 
 
+def line_of(path: Path, needle: str) -> int:
+    """1-based line number of the first line of ``path`` that starts with ``needle``."""
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.startswith(needle):
+            return number
+    raise AssertionError(f"{needle!r} not found in {path}")
+
+
 @dataclass
 class Result:
     code: int

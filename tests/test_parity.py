@@ -77,3 +77,17 @@ def test_half_precision_checkpoint_keeps_its_dtype(make_ckpt, cli, tmp_path: Pat
     with safe_open(out / "model.safetensors", "pt") as f:
         dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes == {"F16"}
+
+
+def test_parity_check_catches_a_same_shape_mix_up(make_ckpt, cli, tmp_path: Path) -> None:
+    """A wrong mapping that no shape check can see (two layer norms swapped) must fail parity."""
+    swapped = tmp_path / "swapped.yaml"
+    swapped.write_text(RULES.read_text()
+                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
+                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
+                                "to: encoder.layers.{n}.layer_norm.{param}")
+                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    ckpt, model = make_ckpt(TINY)
+    out = tmp_path / "out"
+    assert cli("apply", swapped, ckpt, "-o", out).code == 0
+    assert max(check_folder(model, out).values()) > 1e-2

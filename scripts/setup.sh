@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create .venv with remap, its tests' dependencies and s3prl's reference model code.
+# Idempotent: re-running after a successful set-up only checks a stamp.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${REMAP_VENV:-.venv}
+STAMP="$VENV/.remap-setup"
+WANT=$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
+    exit 0
+fi
+
+echo "setting up $VENV (torch CPU build, transformers, s3prl reference code)..." >&2
+python3 -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip >/dev/null
+# torch first and pinned: any other version pulls a multi-GB CUDA build.
+"${PIP[@]}" install -c constraints.txt "torch==2.13.0"
+"${PIP[@]}" install -c constraints.txt -e ".[test]"
+# s3prl declares torchaudio, whose only available build fails to load with this
+# torch and then breaks transformers' model imports. Its reference model code
+# (s3prl.upstream.*) needs only torch and numpy, so install it without deps.
+"${PIP[@]}" install --no-deps "s3prl==0.4.18"
+"$VENV/bin/python" - <<'PY'
+import importlib.util, sys
+if importlib.util.find_spec("torchaudio") is not None:
+    sys.exit("error: torchaudio is installed in the venv; it breaks transformers' imports here")
+import contextlib, io
+with contextlib.redirect_stdout(io.StringIO()):
+    import s3prl.upstream.distiller.model  # noqa: F401
+import transformers, remap  # noqa: F401,E401
+PY
+echo "$WANT" > "$STAMP"

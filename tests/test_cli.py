@@ -1,0 +1,235 @@
+"""The `remap` command: outputs, one-line errors, exit codes, and nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from tests.conftest import EXAMPLE, ROOT, RULES, TINY, line_of
+
+
+def test_apply_writes_a_loadable_folder_with_metadata(cli, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    result = cli("apply", RULES, EXAMPLE, "-o", out)
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"wrote {out}: 48 mapped, 4 dropped, 1 initialised, ")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    with safe_open(out / "model.safetensors", "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "pt" and meta["remap.ruleset"] == "distilhubert"
+    assert meta["remap.source"] == "distilhubert-tiny.ckpt"
+    import hashlib
+    assert meta["remap.ruleset_sha256"] == hashlib.sha256(RULES.read_bytes()).hexdigest()
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["HubertModel"] and config["model_type"] == "hubert"
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_output_loads_with_automodel_and_feature_extractor(cli, tmp_path: Path) -> None:
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    out = tmp_path / "model"
+    assert cli("apply", RULES, EXAMPLE, "-o", out).code == 0
+    model, info = AutoModel.from_pretrained(out, output_loading_info=True)
+    assert type(model).__name__ == "HubertModel"
+    assert {k: v for k, v in info.items() if v} == {}
+    fe = AutoFeatureExtractor.from_pretrained(out)
+    assert (type(fe).__name__, fe.sampling_rate, fe.feature_size, fe.do_normalize) == (
+        "Wav2Vec2FeatureExtractor", 16000, 1, False)
+
+
+def test_conversion_is_deterministic(cli, tmp_path: Path) -> None:
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "a").code == 0
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "b").code == 0
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = cli("apply", RULES, EXAMPLE, "-o", out)
+    assert (result.code, result.err) == (1, f"error: {out}: output folder already exists; pass --force to replace it\n")
+    assert (out / "keep.txt").read_text() == "mine"
+    result = cli("apply", RULES, EXAMPLE, "-o", out, "--force")
+    assert result.code == 0
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+
+
+def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import remap.materialize
+
+    def explode(entry, source):
+        if entry.target.startswith("encoder.layers.1"):
+            raise OSError(28, "No space left on device")
+        return source.load(entry.source)
+
+    monkeypatch.setattr(remap.materialize, "copy_tensor", explode)
+    monkeypatch.setattr("remap.pipeline.copy_tensor", explode)
+    out = tmp_path / "model"
+    result = cli("apply", RULES, EXAMPLE, "-o", out)
+    assert (result.code, result.err) == (1, f"error: {out}: writing failed: No space left on device\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_problems_are_listed_and_nothing_is_written(cli, make_ckpt, tmp_path: Path) -> None:
+    ckpt, _ = make_ckpt(TINY)
+    rules = tmp_path / "rules.yaml"
+    text = RULES.read_text().replace("  - from: encoder.layers.{n:int}.fc2.{param:weight|bias}\n"
+                                     "    to: encoder.layers.{n}.feed_forward.output_dense.{param}\n", "")
+    rules.write_text(text)
+    out = tmp_path / "model"
+    result = cli("apply", rules, ckpt, "-o", out)
+    assert result.code == 1
+    lines = result.err.splitlines()
+    unmapped = [f"error: {ckpt}: source key 'encoder.layers.{n}.fc2.{p}' is not mapped by any rule; add a rule "
+                "for it, or drop it explicitly" for n in (0, 1) for p in ("bias", "weight")]
+    missing = [f"error: {rules}: HubertModel key 'encoder.layers.{n}.feed_forward.output_dense.{p}' {s} is not "
+               "produced by any rule; map a source key to it, or declare it under 'init' or 'allow_missing'"
+               for n in (0, 1) for p, s in (("bias", "[32]"), ("weight", "[32, 64]"))]
+    assert sorted(lines[:-1]) == sorted(unmapped + missing)
+    keys = [line.split("'")[1] for line in lines[:-1]]
+    assert keys == sorted(keys)
+    assert lines[-1] == "error: 8 problem(s); nothing was written"
+    assert not out.exists()
+
+
+def test_plan_prints_the_accounting_table(cli) -> None:
+    result = cli("plan", RULES, EXAMPLE)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == "summary: 48 mapped, 4 dropped, 1 initialised, 0 allowed missing, 0 problems"
+    assert lines[2].split() == ["source", "target", "shape", "dtype", "rule"]
+    row = next(l for l in lines if l.startswith("encoder.pos_conv.0.weight_g "))
+    assert row.split() == ["encoder.pos_conv.0.weight_g", "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+                           "[1,", "1,", "16]", "float32",
+                           f"{RULES}:{line_of(RULES, '  - from: encoder.pos_conv.0.weight_g')}"]
+    assert "dropped:" in lines and "initialised:" in lines
+    assert any(l.startswith("output_layer.0.weight ") and "distillation prediction heads" in l for l in lines)
+    assert any(l.startswith("masked_spec_embed ") and " uniform " in l for l in lines)
+
+
+def test_plan_exits_non_zero_on_problems(cli, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.read_text().replace("  - drop: output_layer.**", "  - drop: output_layer.nothing"))
+    result = cli("plan", rules, EXAMPLE)
+    assert result.code == 1
+    assert "4 problems" in result.out.splitlines()[0]
+    assert f"  {EXAMPLE}: source key 'output_layer.0.bias' is not mapped by any rule" in result.out
+
+
+def test_inspect_lists_tensors_and_other_entries(cli) -> None:
+    result = cli("inspect", EXAMPLE)
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].startswith("distilhubert-tiny.ckpt: ")
+    assert any(l.split() == ["Distiller.encoder.pos_conv.0.weight_v", "[32,", "8,", "16]", "float32"] for l in lines)
+    assert "  Step = 1000" in lines
+    assert any(l.startswith("  Args = argparse.Namespace(config='config_runner.yaml'") for l in lines)
+    assert "  Config.distiller.encoder_layers = 2" in lines
+
+
+def test_test_command_runs_inline_examples(cli) -> None:
+    result = cli("test", ROOT / "rules")
+    assert result.code == 0
+    assert result.out.splitlines()[-1] == "13 passed, 0 failed"
+
+
+def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.read_text().replace(
+        "      - encoder.layers.1.self_attn.out_proj.bias: encoder.layers.1.attention.out_proj.bias",
+        "      - encoder.layers.1.self_attn.out_proj.bias: encoder.layers.1.attention.o_proj.bias"))
+    result = cli("test", rules)
+    assert result.code == 1
+    example = line_of(rules, "      - encoder.layers.1.self_attn.out_proj.bias:")
+    rule = line_of(rules, "  - from: encoder.layers.{n:int}.self_attn.")
+    assert result.out.splitlines()[0] == (
+        f"FAIL {rules}:{example}: example 'encoder.layers.1.self_attn.out_proj.bias': expected "
+        "'encoder.layers.1.attention.o_proj.bias', got 'encoder.layers.1.attention.out_proj.bias' from rule "
+        f"'encoder.layers.{{n:int}}.self_attn.{{proj:q|k|v|out}}_proj.{{param:weight|bias}}' ({rules}:{rule})")
+    assert result.out.splitlines()[-1] == "12 passed, 1 failed"
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "not a PyTorch zip checkpoint (truncated, or another format)"),
+    (b"garbage" * 100, "not a PyTorch zip checkpoint (truncated, or another format)"),
+])
+def test_unreadable_checkpoint_is_a_one_line_error(cli, tmp_path: Path, content: bytes, reason: str) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    result = cli("apply", RULES, bad, "-o", tmp_path / "out")
+    assert (result.code, result.err) == (1, f"error: {bad}: {reason}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_checkpoint_is_a_one_line_error(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "cut.ckpt"
+    data = EXAMPLE.read_bytes()
+    bad.write_bytes(data[: len(data) - 2000])
+    result = cli("inspect", bad)
+    assert result.code == 1 and result.err.count("\n") == 1
+    assert result.err.startswith(f"error: {bad}: ")
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused_not_executed(cli, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "evil.ckpt"
+    torch.save({"Distiller": {"w": torch.zeros(1)}, "Args": Evil()}, bad)
+    result = cli("inspect", bad)
+    assert result.code == 1
+    assert result.err.startswith(f"error: {bad}: refused to load: the checkpoint pickles objects remap will not "
+                                 "construct, because loading them could run code")
+    assert result.err.count("\n") == 1
+    assert not marker.exists()
+
+
+def test_wrong_layout_names_the_missing_entry(cli, tmp_path: Path) -> None:
+    ckpt = tmp_path / "plain.pt"
+    torch.save({"model": {"w": torch.zeros(1)}}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.err == ("error: plain.pt: no entry 'Distiller' at the top level where the rule file expects the "
+                          "state dict 'Distiller' (found: model)\n")
+
+
+def test_unsupported_variant_is_refused_by_a_requirement(cli, make_ckpt, tmp_path: Path) -> None:
+    ckpt, _ = make_ckpt({**TINY, "out_layer_type": "none", "task_emb_type": "add"})
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1
+    line = line_of(RULES, "  - check: task_emb_type in")
+    assert result.err == (f"error: {RULES}:{line}: unsupported source: task embeddings 'add'/'concat'/'concat-last' change "
+                          "the encoder input, which HubertModel cannot express (check `task_emb_type in "
+                          "[\"expand-last\", \"self-hidden\", \"none\"]`)\n")
+
+
+def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:
+    from remap import SourceError
+
+    with pytest.raises(SourceError):
+        cli("--debug", "inspect", tmp_path / "missing.ckpt")
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    proc = subprocess.run([sys.executable, "-m", "remap", "test", str(RULES)], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "13 passed, 0 failed"
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "remap", "inspect", str(tmp_path / "nope.ckpt")],
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stderr, proc.stdout) == (1, f"error: {tmp_path / 'nope.ckpt'}: no such file\n", "")

@@ -1,0 +1,68 @@
+"""Inline examples test single rules; failures say what was expected, what happened and which rule did it."""
+
+from __future__ import annotations
+
+from remap import compile_text, run_examples
+
+BASE = """\
+remap: 1
+name: ex
+source: {state_dict: sd, defaults: {norm: group}}
+target: {class: HubertModel}
+rules:
+  - from: conv.{i:int}.2.{p}
+    to: conv.{i}.layer_norm.{p}
+    when: i == 0 or norm == "layer"
+    examples:
+      - conv.0.2.weight: conv.0.layer_norm.weight
+      - key: conv.3.2.weight
+        config: {norm: layer}
+        to: conv.3.layer_norm.weight
+  - drop: head.**
+    examples:
+      - head.1.weight: null
+"""
+
+
+def failures(text: str) -> list[str]:
+    return [o.describe() for o in run_examples(compile_text(text, "ex.yaml")) if not o.passed]
+
+
+def test_passing_examples_pass() -> None:
+    outcomes = run_examples(compile_text(BASE, "ex.yaml"))
+    assert [o.passed for o in outcomes] == [True, True, True]
+
+
+def test_condition_that_blocks_an_expected_mapping_is_named() -> None:
+    text = BASE + "examples:\n  - conv.3.2.weight: conv.3.layer_norm.weight\n"
+    assert failures(text) == [
+        "ex.yaml:18: example 'conv.3.2.weight': expected 'conv.3.layer_norm.weight', but no rule matched; "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6) matched but `i == 0 or norm == \"layer\"` is false"]
+
+
+def test_example_expecting_a_drop_reports_the_mapping() -> None:
+    text = BASE + "examples:\n  - conv.0.2.bias: null\n"
+    assert failures(text) == [
+        "ex.yaml:18: example 'conv.0.2.bias': expected a drop, got 'conv.0.layer_norm.bias' from rule "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6)"]
+
+
+def test_example_declared_on_a_rule_must_be_produced_by_that_rule() -> None:
+    text = BASE.replace("      - head.1.weight: null", "      - head.1.weight: null\n      - conv.0.2.x: null")
+    text = text.replace("  - drop: head.**", "  - drop: conv.0.2.x\n  - drop: head.**")
+    assert failures(text) == [
+        "ex.yaml:18: example 'conv.0.2.x': expected a drop, but 2 rules match: 'conv.{i:int}.2.{p}' (ex.yaml:6) "
+        "and 'conv.0.2.x' (ex.yaml:14)"]
+
+
+def test_unmatched_expectation() -> None:
+    text = BASE + "examples:\n  - key: conv.1.2.weight\n    unmatched: true\n  - key: head.x\n    unmatched: true\n"
+    assert failures(text) == [
+        "ex.yaml:20: example 'head.x': expected no rule, got a drop from rule 'head.**' (ex.yaml:14)"]
+
+
+def test_example_under_one_rule_produced_by_another_fails() -> None:
+    text = BASE.replace("      - head.1.weight: null", "      - conv.0.2.weight: conv.0.layer_norm.weight")
+    assert failures(text) == [
+        "ex.yaml:16: example 'conv.0.2.weight': expected rule 'head.**' (ex.yaml:14) to produce it, but rule "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6) did"]
