@@ -9,6 +9,7 @@ failure at any point leaves no partial output.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -101,9 +102,19 @@ def check_destination(out_dir: Path, force: bool) -> None:
         raise OutputError("output folder already exists; pass --force to replace it", str(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError("output path exists and is not a folder", str(out_dir))
-    parent = out_dir.absolute().parent
-    if not parent.is_dir():
-        raise OutputError(f"parent folder {parent} does not exist", str(out_dir))
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{parent} is not a folder", str(out_dir))
+            break
+
+
+def _make_parents(out_dir: Path) -> list[Path]:
+    """Create missing parent folders; return them (deepest first) so a failure can remove them."""
+    missing = [p for p in out_dir.absolute().parents if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir()
+    return missing
 
 
 def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> None:
@@ -111,6 +122,7 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> No
     check_destination(out_dir, force)
     parent = out_dir.absolute().parent
     try:
+        created = _make_parents(out_dir)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.remap-", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot create a temporary folder in {parent}: {exc.strerror}", str(out_dir)) from None
@@ -118,13 +130,13 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> No
         fill(tmp)
         os.chmod(tmp, 0o755)
         _swap_into_place(tmp, out_dir)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OutputError):
-            raise
-        raise OutputError(f"writing failed: {exc.strerror or exc}", str(out_dir)) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+            raise OutputError(f"writing failed: {exc.strerror or exc}", str(out_dir)) from exc
         raise
 
 

@@ -13,15 +13,17 @@ fi
 
 echo "setting up $VENV (torch CPU build, transformers, s3prl reference code)..." >&2
 python3 -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip >/dev/null
+LOG="$VENV/setup.log"
+: > "$LOG"
+trap 'echo "error: set-up failed; see $LOG" >&2; tail -20 "$LOG" >&2' ERR
+pip_install() { "$VENV/bin/python" -m pip --disable-pip-version-check install "$@" >>"$LOG" 2>&1; }
 # torch first and pinned: any other version pulls a multi-GB CUDA build.
-"${PIP[@]}" install -c constraints.txt "torch==2.13.0"
-"${PIP[@]}" install -c constraints.txt -e ".[test]"
+pip_install -c constraints.txt "torch==2.13.0"
+pip_install -c constraints.txt -e ".[test]"
 # s3prl declares torchaudio, whose only available build fails to load with this
 # torch and then breaks transformers' model imports. Its reference model code
 # (s3prl.upstream.*) needs only torch and numpy, so install it without deps.
-"${PIP[@]}" install --no-deps "s3prl==0.4.18"
+pip_install --no-deps "s3prl==0.4.18"
 "$VENV/bin/python" - <<'PY'
 import importlib.util, sys
 if importlib.util.find_spec("torchaudio") is not None:
@@ -32,3 +34,4 @@ with contextlib.redirect_stdout(io.StringIO()):
 import transformers, remap  # noqa: F401,E401
 PY
 echo "$WANT" > "$STAMP"
+echo "set-up done" >&2

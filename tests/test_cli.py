@@ -52,6 +52,21 @@ def test_conversion_is_deterministic(cli, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
 
 
+def test_missing_parent_folders_are_created_and_removed_again_on_failure(cli, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a" / "b" / "model"
+    assert cli("apply", RULES, EXAMPLE, "-o", out).code == 0
+    assert (out / "model.safetensors").exists()
+
+    def fail(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("remap.pipeline.write_safetensors", fail)
+    result = cli("apply", RULES, EXAMPLE, "-o", tmp_path / "c" / "d" / "model")
+    assert result.err == f"error: {tmp_path / 'c' / 'd' / 'model'}: writing failed: Input/output error\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
 def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
     out = tmp_path / "model"
     out.mkdir()
