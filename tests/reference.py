@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import torch
 
 with contextlib.redirect_stdout(io.StringIO()):
     from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
+
+# s3prl builds its positional conv with the old weight-norm API on purpose: that is what its checkpoints hold.
+warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated", category=FutureWarning)
 
 
 def build_distiller(config: dict[str, Any], seed: int = 0) -> DistillerModel:
@@ -94,7 +98,9 @@ def compare(reference: dict[str, torch.Tensor], converted: dict[str, torch.Tenso
 def check_folder(model: DistillerModel, out_dir: Path, seconds: float = 1.0) -> dict[str, float]:
     """Load the converted folder strictly and compare it with ``model`` on seeded noise."""
     from transformers import HubertModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     hf_model, info = HubertModel.from_pretrained(out_dir, output_loading_info=True)
     problems = {k: v for k, v in info.items() if v}
     if problems:

@@ -248,3 +248,17 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "-m", "remap", "inspect", str(tmp_path / "nope.ckpt")],
                           capture_output=True, text=True, check=False)
     assert (proc.returncode, proc.stderr, proc.stdout) == (1, f"error: {tmp_path / 'nope.ckpt'}: no such file\n", "")
+
+
+def test_help_and_test_do_not_import_torch_or_transformers() -> None:
+    code = ("import sys, contextlib, io\n"
+            "from remap.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['test', {str(RULES)!r}]) == 0\n"
+            "    try:\n"
+            "        main(['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
