@@ -96,7 +96,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from .report import inspect_lines
-    from .sources import read_checkpoint
+    from .readers import read_checkpoint
 
     _out(inspect_lines(read_checkpoint(args.source)))
     return 0

@@ -1,42 +1,41 @@
-"""Turning plan entries into tensors: copy (and cast), or initialise.
+"""Turning plan entries into bytes to write: copy, cast, or initialise.
 
-The only module besides the reader and writer that touches tensor data.
-Initialised tensors are deterministic: random fills use a generator seeded
-from the key, so converting twice gives byte-identical files.
+A pure rename never converts anything: a contiguous stored tensor becomes a
+`FileSpan` that the writer copies file-to-file, and a strided view is
+gathered byte-wise. Only casts and initialisations build torch tensors, one
+at a time. Random fills use a generator seeded from the key, so converting
+twice gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .planner import Entry, InitEntry
-from .sources import Source
-
-if TYPE_CHECKING:
-    import torch
+from .source import Source
+from .writer import FileSpan
 
 
-def _dtype(name: str) -> torch.dtype:
-    import torch
+def copy_tensor(entry: Entry, source: Source) -> Any:
+    """What to write for ``entry``: a FileSpan, gathered bytes, or a cast torch.Tensor."""
+    stored = source.tensors[entry.source]
+    if entry.cast is not None and entry.cast != stored.info.dtype:
+        import torch
 
-    return getattr(torch, name)
+        return stored.load().to(getattr(torch, entry.cast))
+    span = stored.contiguous_span()
+    if span is not None:
+        return FileSpan(stored.storage.path, span[0], span[1])
+    return stored.read()
 
 
-def copy_tensor(entry: Entry, source: Source) -> torch.Tensor:
-    """The source tensor for ``entry``, cast when the rule says so."""
-    tensor = source.load(entry.source)
-    if entry.cast is not None:
-        tensor = tensor.to(_dtype(entry.cast))
-    return tensor
-
-
-def init_tensor(entry: InitEntry) -> torch.Tensor:
-    """A fresh tensor for an ``init`` entry (shape from the target model)."""
+def init_tensor(entry: InitEntry) -> Any:
+    """A fresh torch.Tensor for an ``init`` entry (shape from the target model)."""
     import torch
 
     assert entry.info is not None, "init tensors need the target model's shape"
-    shape, dtype = entry.info.shape, _dtype(entry.info.dtype)
+    shape, dtype = entry.info.shape, getattr(torch, entry.info.dtype)
     fill = entry.init.fill
     if fill == "zeros":
         return torch.zeros(shape, dtype=dtype)

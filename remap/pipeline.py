@@ -19,7 +19,8 @@ from .errors import PlanError
 from .materialize import copy_tensor, init_tensor
 from .planner import Plan, plan
 from .rules import RuleSet
-from .sources import Source, read_checkpoint
+from .readers import read_checkpoint
+from .source import Source
 from .target import Target, build_target
 from .writer import OutTensor, check_destination, write_folder, write_safetensors
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .planner import Plan
-from .sources import Checkpoint, Record, TensorRef
+from .source import Checkpoint, Record, StoredTensor
 
 
 def human_bytes(n: int) -> str:
@@ -67,7 +67,7 @@ def inspect_lines(checkpoint: Checkpoint) -> list[str]:
     others: list[str] = []
     total = 0
     for path, leaf in checkpoint.walk():
-        if isinstance(leaf, TensorRef):
+        if isinstance(leaf, StoredTensor):
             tensors.append((path, shape_text(leaf.info.shape), leaf.info.dtype))
             total += 1
         else:

@@ -19,37 +19,40 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
+from .dtypes import DTYPES
 from .errors import OutputError
 from .planner import TensorInfo
 
-if TYPE_CHECKING:
-    import torch
+COPY_CHUNK: Final = 64 * 1024 * 1024
 
-# dtype name -> (safetensors code, bytes per element)
-SAFETENSORS_DTYPES: Final[Mapping[str, tuple[str, int]]] = {
-    "float64": ("F64", 8), "float32": ("F32", 4), "float16": ("F16", 2), "bfloat16": ("BF16", 2),
-    "float8_e4m3fn": ("F8_E4M3", 1), "float8_e5m2": ("F8_E5M2", 1),
-    "int64": ("I64", 8), "int32": ("I32", 4), "int16": ("I16", 2), "int8": ("I8", 1),
-    "uint64": ("U64", 8), "uint32": ("U32", 4), "uint16": ("U16", 2), "uint8": ("U8", 1),
-    "bool": ("BOOL", 1), "complex64": ("C64", 8),
-}
+
+@dataclass(frozen=True)
+class FileSpan:
+    """Bytes to copy verbatim from another file (a pure rename: no conversion at all)."""
+
+    path: Path
+    start: int
+    length: int
 
 
 @dataclass(frozen=True)
 class OutTensor:
-    """One tensor to write: its key, its planned shape/dtype, and a function producing it."""
+    """One tensor to write: its key, its planned shape/dtype, and a function producing it.
+
+    ``produce`` returns a FileSpan, a flat uint8 numpy array, or a torch.Tensor.
+    """
 
     key: str
     info: TensorInfo
-    produce: Callable[[], torch.Tensor]
+    produce: Callable[[], Any]
 
 
 def nbytes(info: TensorInfo) -> int:
-    if info.dtype not in SAFETENSORS_DTYPES:
+    if info.dtype not in DTYPES:
         raise OutputError(f"dtype {info.dtype} cannot be stored in safetensors")
-    return math.prod(info.shape) * SAFETENSORS_DTYPES[info.dtype][1]
+    return math.prod(info.shape) * DTYPES[info.dtype].itemsize
 
 
 def safetensors_header(tensors: Iterable[OutTensor], metadata: Mapping[str, str]) -> bytes:
@@ -58,7 +61,7 @@ def safetensors_header(tensors: Iterable[OutTensor], metadata: Mapping[str, str]
     offset = 0
     for t in tensors:
         size = nbytes(t.info)
-        header[t.key] = {"dtype": SAFETENSORS_DTYPES[t.info.dtype][0], "shape": list(t.info.shape),
+        header[t.key] = {"dtype": DTYPES[t.info.dtype].safetensors, "shape": list(t.info.shape),
                          "data_offsets": [offset, offset + size]}
         offset += size
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -69,31 +72,75 @@ def safetensors_header(tensors: Iterable[OutTensor], metadata: Mapping[str, str]
 def write_safetensors(path: Path, tensors: list[OutTensor], metadata: Mapping[str, str],
                       on_tensor: Callable[[int], None] | None = None) -> int:
     """Stream ``tensors`` into ``path``; return the bytes written."""
-    written = 0
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
         header = safetensors_header(tensors, metadata)
-        f.write(header)
-        written += len(header)
+        _write_all(fd, header)
+        written = len(header)
         for t in tensors:
-            written += _write_tensor(f, t)
+            written += _write_tensor(fd, t)
             if on_tensor is not None:
                 on_tensor(nbytes(t.info))
-        f.flush()
-        os.fsync(f.fileno())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return written
 
 
-def _write_tensor(f: object, t: OutTensor) -> int:
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_tensor(fd: int, t: OutTensor) -> int:
+    payload = t.produce()
+    expected = nbytes(t.info)
+    if isinstance(payload, FileSpan):
+        if payload.length != expected:
+            raise OutputError(f"internal error: '{t.key}' spans {payload.length} bytes, planned {expected}")
+        _copy_span(payload, fd)
+        return expected
+    if not hasattr(payload, "dtype") or not hasattr(payload, "shape"):
+        raise OutputError(f"internal error: '{t.key}' produced {type(payload).__name__}")
+    if type(payload).__module__.startswith("torch"):
+        payload = _tensor_bytes(t, payload)
+    data = memoryview(payload).cast("B")
+    if len(data) != expected:
+        raise OutputError(f"internal error: '{t.key}' produced {len(data)} bytes, planned {expected}")
+    _write_all(fd, data)
+    return expected
+
+
+def _tensor_bytes(t: OutTensor, value: Any) -> Any:
     import torch
 
-    value = t.produce().detach()
     actual = str(value.dtype).removeprefix("torch.")
     if actual != t.info.dtype or tuple(value.shape) != tuple(t.info.shape):
         raise OutputError(f"internal error: '{t.key}' was planned as {t.info.dtype}{list(t.info.shape)} "
                           f"but produced {actual}{list(value.shape)}")
-    data = value.contiguous().reshape(-1).view(torch.uint8).numpy()
-    f.write(memoryview(data))  # type: ignore[attr-defined]
-    return int(data.nbytes)
+    return value.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+
+
+def _copy_span(span: FileSpan, out: int) -> None:
+    """Copy bytes file-to-file in the kernel where possible (no user-space buffer, no RSS growth)."""
+    with open(span.path, "rb") as src:
+        offset, left = span.start, span.length
+        use_kernel = hasattr(os, "copy_file_range")
+        while left > 0:
+            n = 0
+            if use_kernel:
+                try:
+                    n = os.copy_file_range(src.fileno(), out, min(left, COPY_CHUNK), offset)
+                except OSError:
+                    use_kernel = False
+            if not use_kernel:
+                chunk = os.pread(src.fileno(), min(left, COPY_CHUNK), offset)
+                _write_all(out, chunk)
+                n = len(chunk)
+            if n == 0:
+                raise OutputError(f"source file {span.path.name} ended early (changed while converting?)")
+            offset, left = offset + n, left - n
 
 
 def check_destination(out_dir: Path, force: bool) -> None:

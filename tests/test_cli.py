@@ -80,14 +80,13 @@ def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
 
 
 def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import remap.materialize
+    from remap.materialize import copy_tensor
 
     def explode(entry, source):
         if entry.target.startswith("encoder.layers.1"):
             raise OSError(28, "No space left on device")
-        return source.load(entry.source)
+        return copy_tensor(entry, source)
 
-    monkeypatch.setattr(remap.materialize, "copy_tensor", explode)
     monkeypatch.setattr("remap.pipeline.copy_tensor", explode)
     out = tmp_path / "model"
     result = cli("apply", RULES, EXAMPLE, "-o", out)
@@ -175,8 +174,9 @@ def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content, reason", [
-    (b"", "not a PyTorch zip checkpoint (truncated, or another format)"),
-    (b"garbage" * 100, "not a PyTorch zip checkpoint (truncated, or another format)"),
+    (b"", "empty file: not a PyTorch checkpoint (zip or legacy), a safetensors file, or a folder of them"),
+    (b"garbage" * 100, "unknown format: not a PyTorch checkpoint (zip or legacy), a safetensors file, or a folder "
+                       "of them"),
 ])
 def test_unreadable_checkpoint_is_a_one_line_error(cli, tmp_path: Path, content: bytes, reason: str) -> None:
     bad = tmp_path / "bad.ckpt"
@@ -195,7 +195,7 @@ def test_truncated_checkpoint_is_a_one_line_error(cli, tmp_path: Path) -> None:
     assert result.err.startswith(f"error: {bad}: ")
 
 
-def test_checkpoint_with_arbitrary_objects_is_refused_not_executed(cli, tmp_path: Path) -> None:
+def test_checkpoint_with_a_code_running_pickle_is_shown_inert_not_executed(cli, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -205,10 +205,8 @@ def test_checkpoint_with_arbitrary_objects_is_refused_not_executed(cli, tmp_path
     bad = tmp_path / "evil.ckpt"
     torch.save({"Distiller": {"w": torch.zeros(1)}, "Args": Evil()}, bad)
     result = cli("inspect", bad)
-    assert result.code == 1
-    assert result.err.startswith(f"error: {bad}: refused to load: the checkpoint pickles objects remap will not "
-                                 "construct, because loading them could run code")
-    assert result.err.count("\n") == 1
+    assert result.code == 0, result.err
+    assert any(line.startswith("  Args = posix.system(args=('touch ") for line in result.out.splitlines())
     assert not marker.exists()
 
 

@@ -1,0 +1,126 @@
+"""PyTorch checkpoints: the zip format (torch >= 1.6) and the legacy pickle-stream format.
+
+Both are parsed with the restricted unpickler. Storages are located, not
+read: for the zip format, each ``data/<key>`` member is stored uncompressed,
+so its bytes sit at a fixed offset in the file; for the legacy format the
+storages follow the pickles, each as an 8-byte element count and raw bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Final
+
+from ..dtypes import itemsize
+from ..errors import SourceError
+from ..source import Checkpoint, Storage
+from .unpickle import RestrictedUnpickler, StorageKey, finish, storage_key
+
+LEGACY_MAGIC: Final = 0x1950A86A20F9469CFC6C
+LEGACY_PREFIX: Final = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
+_LOCAL_HEADER: Final = struct.Struct("<4s2B4HL2L2H")  # zip local file header (30 bytes)
+
+
+def _unpickling(path: Path, what: str) -> SourceError:
+    return SourceError(f"cannot parse the {what}; the file is corrupt or not a PyTorch checkpoint", str(path))
+
+
+def read_zip(path: Path) -> Checkpoint:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            pkl = [name for name in infos if name.endswith("data.pkl") and name.count("/") == 1]
+            if len(pkl) != 1:
+                raise SourceError("zip file without a single 'data.pkl': not a PyTorch checkpoint", str(path))
+            prefix = pkl[0][: -len("data.pkl")]
+            data = archive.read(pkl[0])
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise SourceError(f"cannot read zip archive: {exc}", str(path)) from None
+    keys: dict[str, StorageKey] = {}
+
+    def persistent(pid: Any) -> StorageKey:
+        key = storage_key(pid)
+        keys.setdefault(key.key, key)
+        return key
+
+    try:
+        raw = RestrictedUnpickler(io.BytesIO(data), persistent).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise SourceError(f"cannot parse the checkpoint's pickle: {exc}", str(path)) from None
+
+    def locate(key: StorageKey) -> Storage:
+        info = infos.get(f"{prefix}data/{key.key}")
+        if info is None:
+            raise SourceError(f"storage '{key.key}' is missing from the archive (truncated?)", str(path))
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise SourceError(f"storage '{key.key}' is compressed; re-save the checkpoint with torch.save",
+                              str(path))
+        return Storage(path, _member_start(path, info), info.file_size)
+
+    return Checkpoint(path, finish(raw, locate), "pytorch-zip")
+
+
+def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        raise SourceError(f"bad zip entry for '{info.filename}'", str(path))
+    fields = _LOCAL_HEADER.unpack(header)
+    name_len, extra_len = fields[-2], fields[-1]
+    return info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+
+
+def read_legacy(path: Path) -> Checkpoint:
+    keys: dict[str, StorageKey] = {}
+
+    def persistent(pid: Any) -> StorageKey:
+        key = storage_key(pid)
+        keys.setdefault(key.key, key)
+        return key
+
+    try:
+        with open(path, "rb") as f:
+            if RestrictedUnpickler(f).load() != LEGACY_MAGIC:
+                raise SourceError("bad magic number: not a legacy PyTorch checkpoint", str(path))
+            RestrictedUnpickler(f).load()  # protocol version
+            RestrictedUnpickler(f).load()  # sys info
+            raw = RestrictedUnpickler(f, persistent).load()
+            order = RestrictedUnpickler(f).load()
+            offsets = _legacy_offsets(f, [str(k) for k in order], keys, path)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise SourceError(f"cannot parse the legacy checkpoint: {exc}", str(path)) from None
+
+    def locate(key: StorageKey) -> Storage:
+        start, nbytes = offsets[key.key]
+        if key.view is None:
+            return Storage(path, start, nbytes)
+        _, offset, size = key.view  # a slice of the root storage, in elements
+        step = itemsize(key.dtype or "uint8")
+        return Storage(path, start + offset * step, size * step)
+
+    return Checkpoint(path, finish(raw, locate), "pytorch-legacy")
+
+
+def _legacy_offsets(f: Any, order: list[str], keys: dict[str, StorageKey], path: Path) -> dict[str, tuple[int, int]]:
+    offsets: dict[str, tuple[int, int]] = {}
+    end = path.stat().st_size
+    pos = f.tell()
+    for key in order:
+        if key not in keys or keys[key].dtype is None:
+            raise SourceError(f"storage '{key}' has no known dtype", str(path))
+        f.seek(pos)
+        head = f.read(8)
+        if len(head) != 8:
+            raise SourceError("file ends inside the storage data (truncated)", str(path))
+        count = struct.unpack("<q", head)[0]
+        nbytes = count * itemsize(keys[key].dtype)  # type: ignore[arg-type]
+        if count < 0 or pos + 8 + nbytes > end:
+            raise SourceError("file ends inside the storage data (truncated)", str(path))
+        offsets[key] = (pos + 8, nbytes)
+        pos += 8 + nbytes
+    return offsets
