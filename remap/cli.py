@@ -7,9 +7,12 @@ exit code 1; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import PlanError, RemapError
@@ -28,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", help="checkpoint; omitted: fetch the rule file's default checkpoint")
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.add_argument("--max-shard-size", metavar="SIZE",
+                   help="split weights into shards of at most SIZE (e.g. 2GB, 500MiB) with an index")
     p.set_defaults(run=_apply)
 
     p = sub.add_parser("plan", help="show how every key would be mapped, without writing")
@@ -53,10 +58,11 @@ def _apply(args: argparse.Namespace) -> int:
     from .compiler import compile_file
     from .pipeline import prepare, write
     from .report import human_bytes
-    from .writer import check_destination
+    from .writer import check_destination, parse_size
 
     out_dir = Path(args.output)
     check_destination(out_dir, args.force)
+    max_bytes = parse_size(args.max_shard_size) if args.max_shard_size else None
     ruleset = compile_file(args.rules)
     source = args.source
     if source is None:
@@ -66,13 +72,13 @@ def _apply(args: argparse.Namespace) -> int:
     prepared = prepare(ruleset, source)
     if prepared.plan.problems:
         raise PlanError([str(p) for p in prepared.plan.problems])
-    summary = _write_with_progress(prepared, out_dir, args.force)
+    summary = _write_with_progress(prepared, out_dir, args.force, max_bytes)
     print(f"wrote {summary.out_dir}: {summary.mapped} mapped, {summary.dropped} dropped, "
           f"{summary.initialised} initialised, {human_bytes(summary.bytes_written)} written")
     return 0
 
 
-def _write_with_progress(prepared: object, out_dir: Path, force: bool) -> object:
+def _write_with_progress(prepared: object, out_dir: Path, force: bool, max_bytes: int | None) -> Any:
     from tqdm import tqdm
 
     from .pipeline import Prepared, output_tensors, write
@@ -82,7 +88,7 @@ def _write_with_progress(prepared: object, out_dir: Path, force: bool) -> object
     total = sum(nbytes(t.info) for t in output_tensors(prepared))
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="writing",
               disable=None, leave=False, file=sys.stderr) as bar:
-        return write(prepared, out_dir, force=force, on_tensor=bar.update)
+        return write(prepared, out_dir, force=force, max_shard_bytes=max_bytes, on_tensor=bar.update)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -133,8 +139,22 @@ def _test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the writer, which removes its temporary folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
+    try:
+        return _run(args)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
     except PlanError as exc:

@@ -22,9 +22,7 @@ from .rules import RuleSet
 from .readers import read_checkpoint
 from .source import Source
 from .target import Target, build_target
-from .writer import OutTensor, check_destination, write_folder, write_safetensors
-
-WEIGHTS_NAME = "model.safetensors"
+from .writer import OutTensor, check_destination, write_folder, write_weights
 
 
 @dataclass(frozen=True)
@@ -75,9 +73,9 @@ def metadata(prepared: Prepared) -> dict[str, str]:
             "remap.ruleset_sha256": prepared.ruleset.sha256, "remap.source": prepared.source.name}
 
 
-def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False,
+def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_shard_bytes: int | None = None,
           on_tensor: Callable[[int], None] | None = None) -> Summary:
-    """Write the output folder for a problem-free plan."""
+    """Write the output folder for a problem-free plan (sharded when ``max_shard_bytes`` is set)."""
     if prepared.plan.problems:
         raise PlanError([str(p) for p in prepared.plan.problems])
     if prepared.target is None:
@@ -88,7 +86,7 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False,
 
     def fill(tmp: Path) -> None:
         nonlocal written
-        written = write_safetensors(tmp / WEIGHTS_NAME, tensors, metadata(prepared), on_tensor)
+        written = write_weights(tmp, tensors, metadata(prepared), max_shard_bytes, on_tensor)
         assert prepared.target is not None
         (tmp / "config.json").write_text(prepared.target.config_json)
         written += len(prepared.target.config_json)
@@ -104,7 +102,9 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False,
 
 
 def convert(rules: RuleSet | str | Path, source_path: str | Path, out_dir: str | Path, *,
-            force: bool = False, on_tensor: Callable[[int], None] | None = None) -> Summary:
+            force: bool = False, max_shard_bytes: int | None = None,
+            on_tensor: Callable[[int], None] | None = None) -> Summary:
     """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic)."""
     check_destination(Path(out_dir), force)
-    return write(prepare(rules, source_path), out_dir, force=force, on_tensor=on_tensor)
+    return write(prepare(rules, source_path), out_dir, force=force, max_shard_bytes=max_shard_bytes,
+                 on_tensor=on_tensor)

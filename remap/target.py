@@ -1,20 +1,27 @@
 """The target model: its config and its keys and shapes, built on the meta device.
 
 This is the only module that imports transformers. Building on ``meta``
-allocates no memory for weights, so checking a 1 GB model costs nothing.
+allocates no memory for weights. Importing transformers costs ~3.5 s, so the
+result (config.json text, keys, shapes) is cached on disk, keyed by the model
+class, the exact mapped config and the installed transformers version; a
+later conversion of the same architecture does not import transformers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import io
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import ConfigError
 from .planner import TensorInfo
 from .rules import ConfigField
@@ -25,6 +32,69 @@ class Target:
     name: str  # the model class name, e.g. HubertModel
     config_json: str  # what config.json will hold
     tensors: Mapping[str, TensorInfo]
+
+
+def cache_dir() -> Path | None:
+    """``$REMAP_CACHE``, else ``$XDG_CACHE_HOME/remap`` or ``~/.cache/remap``; None if ``REMAP_CACHE=off``."""
+    configured = os.environ.get("REMAP_CACHE")
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "remap"
+
+
+def _cache_file(class_name: str, values: Mapping[str, Any]) -> Path | None:
+    folder = cache_dir()
+    if folder is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        transformers_version = version("transformers")
+    except PackageNotFoundError:
+        return None
+    try:
+        key = json.dumps({"class": class_name, "config": values, "transformers": transformers_version,
+                          "remap": __version__}, sort_keys=True)
+    except TypeError:
+        return None  # a config value JSON cannot hold: don't cache
+    return folder / "targets" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def _load_cached(path: Path | None) -> Target | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        tensors = {k: TensorInfo(tuple(shape), dtype) for k, (shape, dtype) in data["tensors"].items()}
+        return Target(data["name"], data["config_json"], tensors)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # unreadable cache entries are rebuilt
+
+
+def _store(path: Path | None, target: Target) -> None:
+    if path is None:
+        return
+    data = {"name": target.name, "config_json": target.config_json,
+            "tensors": {k: [list(v.shape), v.dtype] for k, v in target.tensors.items()}}
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+
+def build_target(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str, Any],
+                 where: str) -> Target:
+    """The target's config.json and its keys and shapes (from the cache when possible)."""
+    cache = _cache_file(class_name, values)
+    cached = _load_cached(cache)
+    if cached is not None:
+        return cached
+    target = _build(class_name, fields, values, where)
+    _store(cache, target)
+    return target
 
 
 def _model_class(name: str, where: str) -> Any:
@@ -38,9 +108,7 @@ def _model_class(name: str, where: str) -> Any:
     return cls
 
 
-def build_target(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str, Any],
-                 where: str) -> Target:
-    """Make the target config from ``values`` and list the model's keys and shapes."""
+def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str, Any], where: str) -> Target:
     import torch
 
     cls = _model_class(class_name, where)

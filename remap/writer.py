@@ -143,6 +143,56 @@ def _copy_span(span: FileSpan, out: int) -> None:
             offset, left = offset + n, left - n
 
 
+def parse_size(text: str) -> int:
+    """'2GB' (10**9), '500MiB' (2**20), '1.5GB', or plain bytes, as transformers' max_shard_size reads them."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+    clean = text.strip().upper()
+    number = clean.rstrip("KMGTIB")
+    unit = clean[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in units or value <= 0:
+        raise OutputError(f"invalid size '{text}'; use e.g. 2GB, 500MB or 1GiB")
+    return int(value * units[unit])
+
+
+def shard(tensors: list[OutTensor], max_bytes: int | None) -> list[list[OutTensor]]:
+    """Split tensors (in order) into shards of at most ``max_bytes`` data; a larger tensor gets its own."""
+    if max_bytes is None:
+        return [tensors]
+    shards: list[list[OutTensor]] = [[]]
+    size = 0
+    for t in tensors:
+        n = nbytes(t.info)
+        if shards[-1] and size + n > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += n
+    return shards
+
+
+def write_weights(folder: Path, tensors: list[OutTensor], metadata: Mapping[str, str], max_bytes: int | None,
+                  on_tensor: Callable[[int], None] | None = None) -> int:
+    """model.safetensors, or numbered shards plus model.safetensors.index.json as transformers expects."""
+    shards = shard(tensors, max_bytes)
+    if len(shards) == 1:
+        return write_safetensors(folder / "model.safetensors", tensors, metadata, on_tensor)
+    written = 0
+    weight_map: dict[str, str] = {}
+    for i, part in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        written += write_safetensors(folder / name, part, metadata, on_tensor)
+        weight_map.update({t.key: name for t in part})
+    index = {"metadata": {"total_size": sum(nbytes(t.info) for t in tensors)}, "weight_map": weight_map}
+    text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+    (folder / "model.safetensors.index.json").write_text(text)
+    return written + len(text)
+
+
 def check_destination(out_dir: Path, force: bool) -> None:
     """Refuse an existing destination unless ``force``; call before any work."""
     if out_dir.exists() and not force:
@@ -170,7 +220,8 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> No
     parent = out_dir.absolute().parent
     try:
         created = _make_parents(out_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.remap-", dir=parent))
+        _remove_stale(parent, out_dir.name)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.remap-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot create a temporary folder in {parent}: {exc.strerror}", str(out_dir)) from None
     try:
@@ -187,11 +238,29 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> No
         raise
 
 
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove temporary folders left by a killed remap (its pid is gone) for this destination."""
+    for leftover in parent.glob(f".{name}.remap-*-*"):
+        pid = leftover.name[len(f".{name}.remap-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return
-    old = out_dir.absolute().parent / f".{out_dir.name}.remap-old-{os.getpid()}"
+    old = out_dir.absolute().parent / f".{out_dir.name}.remap-{os.getpid()}-old"
     os.rename(out_dir, old)
     try:
         os.rename(tmp, out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download during tests
+# The target-shape cache lives in a per-run temporary folder, never in the user's home.
+os.environ["REMAP_CACHE"] = tempfile.mkdtemp(prefix="remap-test-cache-")
 warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
 
 ROOT = Path(__file__).resolve().parent.parent

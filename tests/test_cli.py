@@ -61,7 +61,7 @@ def test_missing_parent_folders_are_created_and_removed_again_on_failure(cli, tm
     def fail(*args, **kwargs):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("remap.pipeline.write_safetensors", fail)
+    monkeypatch.setattr("remap.pipeline.write_weights", fail)
     result = cli("apply", RULES, EXAMPLE, "-o", tmp_path / "c" / "d" / "model")
     assert result.err == f"error: {tmp_path / 'c' / 'd' / 'model'}: writing failed: Input/output error\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
@@ -260,3 +260,63 @@ def test_help_and_test_do_not_import_torch_or_transformers() -> None:
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
+
+
+def test_max_shard_size_writes_shards_and_an_index_transformers_loads(cli, make_ckpt, tmp_path: Path) -> None:
+    from transformers import HubertModel
+
+    ckpt, _ = make_ckpt(TINY)
+    out = tmp_path / "sharded"
+    result = cli("apply", RULES, ckpt, "-o", out, "--max-shard-size", "40KB")
+    assert result.code == 0, result.err
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(p.name for p in out.glob("model-*.safetensors"))
+    assert len(shards) > 1 and shards[-1] == f"model-{len(shards):05d}-of-{len(shards):05d}.safetensors"
+    assert sorted(set(index["weight_map"].values())) == shards
+    for name in shards:
+        assert (out / name).stat().st_size <= 40_000 + 4096 or len(
+            [k for k, v in index["weight_map"].items() if v == name]) == 1
+    _, info = HubertModel.from_pretrained(out, output_loading_info=True)
+    assert {k: v for k, v in info.items() if v} == {}
+
+
+def test_bad_shard_size_is_a_one_line_error(cli, tmp_path: Path) -> None:
+    result = cli("apply", RULES, EXAMPLE, "-o", tmp_path / "o", "--max-shard-size", "lots")
+    assert (result.code, result.err) == (1, "error: invalid size 'lots'; use e.g. 2GB, 500MB or 1GiB\n")
+
+
+def test_killed_conversion_leaves_no_output_and_the_next_run_cleans_up(make_ckpt, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    ckpt, _ = make_ckpt({"encoder_layers": 2, "n_tasks": 3})  # full width: takes long enough to kill
+    out = tmp_path / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".model.remap-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "a killed conversion must not leave the output folder"
+    result = subprocess.run([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_sigterm_cleans_up_immediately(make_ckpt, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    ckpt, _ = make_ckpt({"encoder_layers": 2, "n_tasks": 3})
+    out = tmp_path / "model"
+    proc = subprocess.Popen([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".model.remap-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and err == "error: interrupted; nothing was written\n"
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -111,14 +111,14 @@ def _legacy_offsets(f: Any, order: list[str], keys: dict[str, StorageKey], path:
     end = path.stat().st_size
     pos = f.tell()
     for key in order:
-        if key not in keys or keys[key].dtype is None:
-            raise SourceError(f"storage '{key}' has no known dtype", str(path))
+        if key not in keys:
+            raise SourceError(f"storage '{key}' is listed but never used (corrupt file)", str(path))
         f.seek(pos)
         head = f.read(8)
         if len(head) != 8:
             raise SourceError("file ends inside the storage data (truncated)", str(path))
         count = struct.unpack("<q", head)[0]
-        nbytes = count * itemsize(keys[key].dtype)  # type: ignore[arg-type]
+        nbytes = count * itemsize(keys[key].dtype or "uint8")  # untyped storages count bytes
         if count < 0 or pos + 8 + nbytes > end:
             raise SourceError("file ends inside the storage data (truncated)", str(path))
         offsets[key] = (pos + 8, nbytes)
