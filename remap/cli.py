@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import PlanError, RemapError
@@ -20,8 +20,15 @@ from .errors import PlanError, RemapError
 Command = Callable[[argparse.Namespace], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one ``error:`` line and exit code 1, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="remap", description="Convert model checkpoints with YAML key-mapping rules.")
+    parser = _Parser(prog="remap", description="Convert model checkpoints with YAML key-mapping rules.")
     parser.add_argument("--version", action="version", version=f"remap {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,14 +68,15 @@ def _apply(args: argparse.Namespace) -> int:
     from .writer import check_destination, parse_size
 
     out_dir = Path(args.output)
-    check_destination(out_dir, args.force)
+    source = args.source
+    check_destination(out_dir, args.force, Path(source) if source else None)
     max_bytes = parse_size(args.max_shard_size) if args.max_shard_size else None
     ruleset = compile_file(args.rules)
-    source = args.source
     if source is None:
         from .hub import fetch_default
 
         source = fetch_default(ruleset)
+        check_destination(out_dir, args.force, Path(source))
     prepared = prepare(ruleset, source)
     if prepared.plan.problems:
         raise PlanError([str(p) for p in prepared.plan.problems])
@@ -175,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence keeps the one-line promise
         if args.debug:
             raise
-        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)",
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: internal error: {type(exc).__name__}: {text} (rerun with --debug for a traceback)",
               file=sys.stderr)
         return 1

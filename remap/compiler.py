@@ -175,7 +175,8 @@ class _Compiler:
         if pre is not None and not pre.is_map:
             raise RuleError("target.preprocessor must be a mapping", pre.loc)
         preprocessor = MappingProxyType(dict(pre.value)) if pre is not None else None
-        return TargetSpec(model_class, tuple(fields), preprocessor)
+        class_loc = node.children["class"].loc if "class" in node.children else node.loc
+        return TargetSpec(model_class, tuple(fields), preprocessor, class_loc)
 
     def _config_field(self, name: str, node: Node) -> ConfigField:
         if isinstance(node.value, str):

@@ -1,34 +1,57 @@
 """Fetching a rule file's default checkpoint through huggingface_hub's cache.
 
-Only used when ``remap apply`` gets no SOURCE. With the file already cached
-(or ``HF_HUB_OFFLINE=1``) nothing touches the network.
+Only used when ``remap apply`` gets no SOURCE. A cached file is used without
+touching the network; with no network at all, the user gets one line at once
+instead of huggingface_hub's retry loop.
 """
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .errors import FetchError
 from .rules import RuleSet
 
 
 def fetch_default(ruleset: RuleSet) -> Path:
-    """Download (or find in the cache) the checkpoint named in ``source.fetch``."""
+    """Find in the cache, or download, the checkpoint named in ``source.fetch``."""
     spec = ruleset.source
     if not spec.fetch_repo or not spec.fetch_file:
         raise FetchError("this rule file names no default checkpoint (source.fetch); pass SOURCE",
                          ruleset.path)
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import logging as hf_logging
 
     name = f"{spec.fetch_repo}/{spec.fetch_file}"
+    cached = try_to_load_from_cache(spec.fetch_repo, spec.fetch_file)
+    if isinstance(cached, str):
+        return Path(cached)
+    offline = (f"cannot fetch {name}: no network and not in the Hugging Face cache; "
+               "download it elsewhere and pass it as SOURCE")
+    if constants.HF_HUB_OFFLINE or not _reachable(constants.ENDPOINT):
+        raise FetchError(offline)
+    hf_logging.set_verbosity_error()  # no retry chatter: the outcome is one line either way
     try:
         return Path(hf_hub_download(repo_id=spec.fetch_repo, filename=spec.fetch_file))
     except LocalEntryNotFoundError:
-        raise FetchError(f"cannot fetch {name}: no network and not in the Hugging Face cache; "
-                         "download it elsewhere and pass it as SOURCE") from None
+        raise FetchError(offline) from None
     except HfHubHTTPError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FetchError(f"cannot fetch {name}: {first}") from None
     except OSError as exc:
         raise FetchError(f"cannot fetch {name}: {exc}") from None
+
+
+def _reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """Can the hub's host be resolved and connected to? (A cheap check before a retrying download.)"""
+    host = urlparse(endpoint).hostname
+    if not host:
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

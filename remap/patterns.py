@@ -9,7 +9,8 @@ A pattern is anchored at both ends and matches a whole dotted key:
 - ``*`` matches one component and ``**`` one or more, without capturing;
 - everything else is literal.
 
-A rule may use ``regex:`` instead; its named groups are the captures.
+A rule may use ``regex:`` instead; its named groups are the captures, and
+conditions see them as strings (write ``int(n) == 0``).
 A target template substitutes ``{name}`` with a captured value.
 """
 
@@ -37,14 +38,14 @@ class Pattern:
     int_captures: frozenset[str]
     prefix: str  # the literal text before the first capture or wildcard
 
-    def match(self, key: str) -> dict[str, Any] | None:
+    def match(self, key: str) -> dict[str, str] | None:
+        """The captured text (what targets render), or None."""
         found = self.regex.fullmatch(key)
-        if found is None:
-            return None
-        values: dict[str, Any] = found.groupdict()
-        for name in self.int_captures:
-            values[name] = int(values[name])
-        return values
+        return None if found is None else found.groupdict()
+
+    def typed(self, captures: dict[str, str]) -> dict[str, Any]:
+        """Captures as conditions see them: ``{n:int}`` becomes an int (``01`` is still rendered ``01``)."""
+        return {k: int(v) if k in self.int_captures else v for k, v in captures.items()}
 
 
 def compile_pattern(text: Any, loc: Loc) -> Pattern:
@@ -121,7 +122,7 @@ class Template:
     text: str
     names: tuple[str, ...]
 
-    def render(self, values: dict[str, Any]) -> str:
+    def render(self, values: dict[str, str]) -> str:
         return _FIELD.sub(lambda m: str(values[m.group(1)]), self.text)
 
 

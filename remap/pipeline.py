@@ -53,7 +53,8 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
     target_config = ruleset.target_config(env)
     target = None
     if with_target:
-        target = build_target(ruleset.target.model_class, ruleset.target.config, target_config, ruleset.path)
+        where = str(ruleset.target.class_loc or ruleset.path)
+        target = build_target(ruleset.target.model_class, ruleset.target.config, target_config, where)
     result = plan(ruleset, source.infos, env, target.tensors if target else None,
                   source_name=str(source_path), target_name=target.name if target else "target")
     return Prepared(ruleset, source, env, target_config, target, result)
@@ -96,7 +97,7 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_s
             (tmp / "preprocessor_config.json").write_text(text)
             written += len(text)
 
-    write_folder(out_dir, force, fill)
+    write_folder(out_dir, force, fill, prepared.source.path)
     p = prepared.plan
     return Summary(out_dir, len(p.entries), len(p.drops), len(p.inits), written)
 
@@ -105,6 +106,6 @@ def convert(rules: RuleSet | str | Path, source_path: str | Path, out_dir: str |
             force: bool = False, max_shard_bytes: int | None = None,
             on_tensor: Callable[[int], None] | None = None) -> Summary:
     """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic)."""
-    check_destination(Path(out_dir), force)
+    check_destination(Path(out_dir), force, Path(source_path))
     return write(prepare(rules, source_path), out_dir, force=force, max_shard_bytes=max_shard_bytes,
                  on_tensor=on_tensor)

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .rules import Init, Rule, RuleSet
+from .dtypes import DTYPES
+from .rules import Allow, Init, Rule, RuleSet
 
 
 class TensorInfo(NamedTuple):
@@ -79,19 +80,19 @@ class Plan:
 class Resolution:
     """What the rules say about one key: the firing rules and the ones whose condition failed."""
 
-    fired: tuple[tuple[Rule, dict[str, Any]], ...]
+    fired: tuple[tuple[Rule, dict[str, str]], ...]
     blocked: tuple[Rule, ...]
 
 
 def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> Resolution:
     """Find the rules that apply to ``key`` under ``env``."""
-    fired: list[tuple[Rule, dict[str, Any]]] = []
+    fired: list[tuple[Rule, dict[str, str]]] = []
     blocked: list[Rule] = []
     for rule in ruleset.rules:
         captures = rule.pattern.match(key)
         if captures is None:
             continue
-        if rule.when is None or rule.when.evaluate({**env, **captures}):
+        if rule.when is None or rule.when.evaluate({**env, **rule.pattern.typed(captures)}):
             fired.append((rule, captures))
         else:
             blocked.append(rule)
@@ -136,6 +137,9 @@ def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mappin
             rule, captures = res.fired[0]
             if rule.target is None:
                 drops.append(Drop(key, rule))
+            elif (rule.cast or info.dtype) not in DTYPES:
+                problems.append(Problem(key, str(rule.loc), f"'{key}' has dtype {info.dtype}, which safetensors "
+                                                            "cannot store; add a cast"))
             else:
                 out = TensorInfo(tuple(info.shape), rule.cast or info.dtype)
                 entries.append(Entry(key, rule.target.render(captures), out, rule))
@@ -175,6 +179,10 @@ def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo]
             problems.append(Problem(e.source, str(e.rule.loc),
                                     f"shape mismatch: '{e.source}' is {list(e.info.shape)} but {target_name} "
                                     f"expects {list(expected.shape)} for '{e.target}'"))
+        elif _kind(expected.dtype) != _kind(e.info.dtype):
+            problems.append(Problem(e.source, str(e.rule.loc),
+                                    f"dtype mismatch: '{e.source}' is {e.info.dtype} but {target_name} expects "
+                                    f"a {_kind(expected.dtype)} tensor ({expected.dtype}) for '{e.target}'"))
 
 
 def _main_float_dtype(entries: list[Entry]) -> str | None:
@@ -183,25 +191,46 @@ def _main_float_dtype(entries: list[Entry]) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
+def _active(entries: tuple[Init, ...] | tuple[Allow, ...], key: str, env: Mapping[str, Any]) -> list[Any]:
+    found = []
+    for entry in entries:
+        captures = entry.pattern.match(key)
+        if captures is not None and (entry.when is None or
+                                     entry.when.evaluate({**env, **entry.pattern.typed(captures)})):
+            found.append(entry)
+    return found
+
+
+def _kind(dtype: str) -> str:
+    if dtype.startswith(("float", "bfloat")):
+        return "floating-point"
+    if dtype.startswith("complex"):
+        return "complex"
+    return "boolean" if dtype == "bool" else "integer"
+
+
 def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, dtype: str | None, env: Mapping[str, Any],
                   inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Problem],
                   target_name: str) -> None:
-    for init in ruleset.inits:
-        captures = init.pattern.match(key)
-        if captures is not None and (init.when is None or init.when.evaluate({**env, **captures})):
-            if init.fill == "eye" and (len(info.shape) != 2 or info.shape[0] != info.shape[1]):
-                problems.append(Problem(key, str(init.loc), f"cannot fill '{key}' with eye: its shape "
-                                                            f"{list(info.shape)} is not square"))
-            inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or dtype or info.dtype), init))
-            return
-    for allow in ruleset.allows:
-        captures = allow.pattern.match(key)
-        if captures is not None and (allow.when is None or allow.when.evaluate({**env, **captures})):
-            allowed.append((key, str(allow.loc)))
-            return
-    problems.append(Problem(key, ruleset.path, f"{target_name} key '{key}' {list(info.shape)} is not produced "
-                                               "by any rule; map a source key to it, or declare it under "
-                                               "'init' or 'allow_missing'"))
+    """A target key no rule produces: exactly one active init or allow_missing entry must cover it."""
+    covering = _active(ruleset.inits, key, env) + _active(ruleset.allows, key, env)
+    if len(covering) > 1:
+        where = " and ".join(f"'{c.pattern.text}' ({c.loc})" for c in covering)
+        problems.append(Problem(key, str(covering[0].loc), f"{target_name} key '{key}' is covered by "
+                                                           f"{len(covering)} init/allow_missing entries: {where}; "
+                                                           "make them exclusive"))
+    elif covering and isinstance(covering[0], Init):
+        init = covering[0]
+        if init.fill == "eye" and (len(info.shape) != 2 or info.shape[0] != info.shape[1]):
+            problems.append(Problem(key, str(init.loc), f"cannot fill '{key}' with eye: its shape "
+                                                        f"{list(info.shape)} is not square"))
+        inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or dtype or info.dtype), init))
+    elif covering:
+        allowed.append((key, str(covering[0].loc)))
+    else:
+        problems.append(Problem(key, ruleset.path, f"{target_name} key '{key}' {list(info.shape)} is not "
+                                                   "produced by any rule; map a source key to it, or declare it "
+                                                   "under 'init' or 'allow_missing'"))
 
 
 def _check_inits_exist(ruleset: RuleSet, env: Mapping[str, Any], target: Mapping[str, TensorInfo],

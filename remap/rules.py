@@ -118,6 +118,7 @@ class TargetSpec:
     model_class: str
     config: tuple[ConfigField, ...]
     preprocessor: Mapping[str, Any] | None
+    class_loc: Loc | None = None
 
 
 @dataclass(frozen=True)

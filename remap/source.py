@@ -136,6 +136,7 @@ class Source:
     name: str  # the file name, recorded in the output's metadata
     tensors: Mapping[str, StoredTensor]
     config: Mapping[str, Any]
+    path: Path | None = None
 
     @property
     def infos(self) -> dict[str, TensorInfo]:
@@ -182,7 +183,7 @@ class Checkpoint:
             cfg = cfg.state if isinstance(cfg, Record) else cfg
             if not isinstance(cfg, Mapping):
                 raise SourceError(f"config '{config}' is a {type(cfg).__name__}, not a mapping", self.path.name)
-        return Source(self.path.name, {str(k): v for k, v in sd.items()}, dict(cfg))
+        return Source(self.path.name, {str(k): v for k, v in sd.items()}, dict(cfg), self.path)
 
     def walk(self) -> Iterator[tuple[str, Any]]:
         """Every leaf with its dotted path: stored tensors, records and plain values."""

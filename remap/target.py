@@ -97,6 +97,11 @@ def build_target(class_name: str, fields: tuple[ConfigField, ...], values: Mappi
     return target
 
 
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _model_class(name: str, where: str) -> Any:
     import transformers
 
@@ -121,8 +126,8 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
             raise ConfigError(f"'{field.name}' is not a field of {config_cls.__name__}{hint}", str(field.loc))
     try:
         config = config_cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{config_cls.__name__} rejected the mapped config: {exc}", where) from None
+    except Exception as exc:  # noqa: BLE001 - transformers raises its own validation error types
+        raise ConfigError(f"{config_cls.__name__} rejected the mapped config: {_first_line(exc)}", where) from None
     config.architectures = [cls.__name__]
     logger = logging.getLogger("transformers")
     level = logger.level
@@ -132,7 +137,7 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
             model = cls(config)
     except Exception as exc:  # noqa: BLE001 - any model constructor failure is a config problem
         raise ConfigError(f"cannot build {cls.__name__} from the mapped config: "
-                          f"{type(exc).__name__}: {exc}", where) from None
+                          f"{type(exc).__name__}: {_first_line(exc)}", where) from None
     finally:
         logger.setLevel(level)
     tensors = {k: TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."))

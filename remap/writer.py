@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -193,12 +194,25 @@ def write_weights(folder: Path, tensors: list[OutTensor], metadata: Mapping[str,
     return written + len(text)
 
 
-def check_destination(out_dir: Path, force: bool) -> None:
-    """Refuse an existing destination unless ``force``; call before any work."""
+OWN_FILES: Final = re.compile(r"(config\.json|preprocessor_config\.json|model\.safetensors(\.index\.json)?|"
+                              r"model-\d{5}-of-\d{5}\.safetensors)\Z")
+
+
+def check_destination(out_dir: Path, force: bool, source: Path | None = None) -> None:
+    """Refuse an existing destination unless ``force``; even then, only replace remap's own output."""
     if out_dir.exists() and not force:
         raise OutputError("output folder already exists; pass --force to replace it", str(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError("output path exists and is not a folder", str(out_dir))
+    if source is not None and (source.resolve() == out_dir.resolve() or
+                               out_dir.resolve() in source.resolve().parents):
+        raise OutputError("the output folder contains the source checkpoint; choose another folder", str(out_dir))
+    if out_dir.exists():
+        foreign = sorted(p.name for p in out_dir.iterdir() if not OWN_FILES.match(p.name))
+        if foreign:
+            raise OutputError(f"refusing to replace a folder holding files remap did not write "
+                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                              "remove them or choose another folder", str(out_dir))
     for parent in out_dir.absolute().parents:
         if parent.exists():
             if not parent.is_dir():
@@ -214,9 +228,9 @@ def _make_parents(out_dir: Path) -> list[Path]:
     return missing
 
 
-def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None]) -> None:
+def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None], source: Path | None = None) -> None:
     """Run ``fill(tmp)`` on a fresh temporary folder, then move it to ``out_dir`` atomically."""
-    check_destination(out_dir, force)
+    check_destination(out_dir, force, source)
     parent = out_dir.absolute().parent
     try:
         created = _make_parents(out_dir)

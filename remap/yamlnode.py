@@ -73,14 +73,30 @@ def _convert(node: yaml.Node, filename: str, loader: yaml.SafeLoader) -> Node:
 def _convert_map(node: yaml.MappingNode, filename: str, loader: yaml.SafeLoader, loc: Loc) -> Node:
     children: dict[str, Node] = {}
     key_locs: dict[str, Loc] = {}
+    explicit = {id(key_node) for key_node, _ in node.value}
+    merged: set[str] = set()
+    try:
+        loader.flatten_mapping(node)  # resolve YAML merge keys (<<: *anchor); merged pairs come first
+    except yaml.constructor.ConstructorError as exc:
+        raise RuleError(f"YAML error: {exc.problem}", loc) from None
     for key_node, value_node in node.value:
         key_loc = Loc(filename, key_node.start_mark.line + 1)
         if not isinstance(key_node, yaml.ScalarNode):
             raise RuleError("mapping keys must be plain strings", key_loc)
-        key = loader.construct_object(key_node)
+        try:
+            key = loader.construct_object(key_node)
+        except yaml.constructor.ConstructorError as exc:
+            raise RuleError(f"YAML error: {exc.problem}", key_loc) from None
         if key is None or isinstance(key, (dict, list)):
             raise RuleError("mapping keys must be plain strings", key_loc)
         key = str(key)
+        if id(key_node) not in explicit:
+            if key in children:
+                continue  # with several merged mappings, the first one wins
+            merged.add(key)
+        elif key in merged:  # an explicit key overrides a merged one
+            merged.discard(key)
+            del children[key]
         if key in children:
             first = key_locs[key].line
             raise RuleError(f"duplicate key '{key}' (first defined on line {first})", key_loc)

@@ -42,15 +42,17 @@ def build_distiller(config: dict[str, Any], seed: int = 0) -> DistillerModel:
     return model.eval()
 
 
-def save_s3prl_checkpoint(model: DistillerModel, config: dict[str, Any], path: Path, step: int = 1000) -> None:
-    """Write the layout s3prl's pretraining runner saves."""
+def save_s3prl_checkpoint(model: DistillerModel, config: dict[str, Any], path: Path, step: int = 1000,
+                          optimizer_state: bool = True) -> None:
+    """Write the layout s3prl's pretraining runner saves (optionally without optimizer state)."""
     # lr=0 and no weight decay: one step fills the optimizer state (as in a
     # real checkpoint) without changing the weights.
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.0)
-    for param in model.parameters():
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    if optimizer_state:
+        for param in model.parameters():
+            param.grad = torch.zeros_like(param)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     states = {
         "Distiller": model.state_dict(),
         "Optimizer": optimizer.state_dict(),
@@ -123,3 +125,28 @@ def load_reference(ckpt: Path) -> DistillerModel:
         model = DistillerModel(DistillerConfig(states["Config"]["distiller"]))
     model.load_state_dict(states["Distiller"])
     return model.eval()
+
+
+@torch.no_grad()
+def padded_batch_diffs(model: DistillerModel, out_dir: Path, lengths: tuple[int, ...] = (16000, 9000)) -> dict[str, float]:
+    """Max |diff| on the valid frames of a padded batch, with the converted folder's own feature extractor."""
+    from transformers import AutoFeatureExtractor, HubertModel
+
+    generator = torch.Generator().manual_seed(11)
+    waves = [torch.randn(n, generator=generator) for n in lengths]
+    extractor = AutoFeatureExtractor.from_pretrained(out_dir)
+    inputs = extractor([w.numpy() for w in waves], sampling_rate=16000, padding=True, return_tensors="pt")
+    hf_model = HubertModel.from_pretrained(out_dir).eval()
+    out = hf_model(**inputs, output_hidden_states=True)
+    frames = hf_model._get_feature_vector_attention_mask(out.last_hidden_state.shape[1], inputs["attention_mask"])
+
+    feat, pad = model.forward_feature(inputs["input_values"], inputs["attention_mask"].long())
+    x = model.post_extract_proj(feat) if model.post_extract_proj is not None else feat
+    final, layers = model.encoder(x.clone(), ~pad.bool(), get_hidden=True)
+    assert torch.equal(pad.bool(), frames), "s3prl and transformers disagree on which frames are padding"
+    valid = frames.bool()
+    stable = hf_model.config.do_stable_layer_norm
+    pairs = {"final": (final, out.last_hidden_state)}
+    n = len(layers) - (1 if stable else 0)
+    pairs.update({f"layer{i + 1}": (layers[i], out.hidden_states[i + 1]) for i in range(n)})
+    return {k: float((a[valid] - b[valid]).abs().max()) for k, (a, b) in pairs.items()}

@@ -69,14 +69,14 @@ def test_missing_parent_folders_are_created_and_removed_again_on_failure(cli, tm
 
 def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
     out = tmp_path / "model"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert cli("apply", RULES, EXAMPLE, "-o", out, "--max-shard-size", "50KB").code == 0
+    shards = sorted(p.name for p in out.iterdir())
     result = cli("apply", RULES, EXAMPLE, "-o", out)
     assert (result.code, result.err) == (1, f"error: {out}: output folder already exists; pass --force to replace it\n")
-    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == shards
     result = cli("apply", RULES, EXAMPLE, "-o", out, "--force")
     assert result.code == 0
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
 
 
 def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,9 +222,9 @@ def test_unsupported_variant_is_refused_by_a_requirement(cli, make_ckpt, tmp_pat
     ckpt, _ = make_ckpt({**TINY, "out_layer_type": "none", "task_emb_type": "add"})
     result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
     assert result.code == 1
-    line = line_of(RULES, "  - check: task_emb_type in")
+    line = line_of(RULES, "  - check: str(task_emb_type) in")
     assert result.err == (f"error: {RULES}:{line}: unsupported source: task embeddings 'add'/'concat'/'concat-last' change "
-                          "the encoder input, which HubertModel cannot express (check `task_emb_type in "
+                          "the encoder input, which HubertModel cannot express (check `str(task_emb_type) in "
                           "[\"expand-last\", \"self-hidden\", \"none\"]`)\n")
 
 
@@ -320,3 +320,31 @@ def test_sigterm_cleans_up_immediately(make_ckpt, tmp_path: Path) -> None:
     _, err = proc.communicate()
     assert proc.returncode == 130 and err == "error: interrupted; nothing was written\n"
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_force_never_replaces_the_folder_holding_the_source(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    ckpt = folder / "tiny.ckpt"
+    ckpt.write_bytes(EXAMPLE.read_bytes())
+    result = cli("apply", RULES, ckpt, "-o", folder, "--force")
+    assert result.err == f"error: {folder}: the output folder contains the source checkpoint; choose another folder\n"
+    assert ckpt.exists()
+
+
+def test_force_never_replaces_a_folder_with_foreign_files(cli, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    (out / "config.json").write_text("{}")
+    result = cli("apply", RULES, EXAMPLE, "-o", out, "--force")
+    assert result.err == (f"error: {out}: refusing to replace a folder holding files remap did not write "
+                          "(notes.txt); remove them or choose another folder\n")
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_usage_errors_are_one_line_with_exit_code_1() -> None:
+    proc = subprocess.run([sys.executable, "-m", "remap", "apply", str(RULES)], capture_output=True, text=True,
+                          check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1, "error: the following arguments are required: -o/--output (see 'remap apply --help')\n")

@@ -48,3 +48,15 @@ def test_errors_come_before_any_checkpoint_is_read(tmp_path: Path, cli) -> None:
     assert result.code == 1
     assert result.err.startswith(f"error: {bad}:7: target 'b.{{m}}' uses capture 'm'")
     assert not (tmp_path / "out").exists()
+
+
+def test_yaml_merge_keys_are_supported() -> None:
+    ruleset = compile_text("remap: 1\nname: t\nsource: {state_dict: sd}\ntarget: {class: HubertModel}\n"
+                           "rules:\n  - &r\n    from: a.{n}\n    to: b.{n}\n  - <<: *r\n    from: c.{n}\n", "m.yaml")
+    assert [(r.pattern.text, r.target.text) for r in ruleset.rules] == [("a.{n}", "b.{n}"), ("c.{n}", "b.{n}")]
+
+
+def test_bad_merge_is_a_rule_error() -> None:
+    with pytest.raises(RuleError, match=r"m\.yaml:6: YAML error: expected a mapping or list of mappings for merging"):
+        compile_text("remap: 1\nname: t\nsource: {state_dict: sd}\ntarget: {class: HubertModel}\n"
+                     "rules:\n  - <<: 3\n", "m.yaml")

@@ -45,3 +45,13 @@ def test_no_network_and_no_cache_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr == (f"error: cannot fetch {REPO}/{FILE}: no network and not in the Hugging Face cache; "
                            "download it elsewhere and pass it as SOURCE\n")
     assert not out.exists()
+
+
+def test_no_network_without_offline_mode_fails_fast_in_one_line(tmp_path: Path) -> None:
+    """With HF_HUB_OFFLINE unset and the hub unreachable (an endpoint nothing listens on), no retry loop."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update({"HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HOME": str(tmp_path), "HF_ENDPOINT": "https://127.0.0.1:9"})
+    proc = subprocess.run([sys.executable, "-m", "remap", "apply", str(RULES), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=60)
+    assert (proc.returncode, proc.stderr) == (1, f"error: cannot fetch {REPO}/{FILE}: no network and not in the "
+                                                 "Hugging Face cache; download it elsewhere and pass it as SOURCE\n")

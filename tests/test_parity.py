@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 
 from tests.conftest import RULES, TINY
-from tests.reference import check_folder
+from tests.reference import check_folder, padded_batch_diffs
 
 VARIANTS = {
     # the published DistilHuBERT architecture, at full size
@@ -91,3 +91,23 @@ def test_parity_check_catches_a_same_shape_mix_up(make_ckpt, cli, tmp_path: Path
     out = tmp_path / "out"
     assert cli("apply", swapped, ckpt, "-o", out).code == 0
     assert max(check_folder(model, out).values()) > 1e-2
+
+
+@pytest.mark.parametrize("variant", ["distilhubert-base", "layer-norm-first-and-extractor-layer-norm"])
+def test_padded_batch_matches_s3prl_on_valid_frames(variant: str, make_ckpt, cli, tmp_path: Path) -> None:
+    """Batched, padded audio through the converted folder's feature extractor (which returns an attention mask)."""
+    ckpt, model = make_ckpt(VARIANTS[variant])
+    out = tmp_path / "out"
+    assert cli("apply", RULES, ckpt, "-o", out).code == 0
+    diffs = padded_batch_diffs(model, out)
+    assert max(diffs.values()) <= 1e-5, diffs
+
+
+def test_config_values_are_coerced_like_s3prl_does(make_ckpt, cli, tmp_path: Path) -> None:
+    """s3prl's DistillerConfig applies int()/float()/bool()/str(); a YAML config with 1 or 16.0 must convert."""
+    config = {**TINY, "layer_norm_first": 1, "conv_pos": 16.0, "encoder_layers": "2", "dropout": "0.1"}
+    ckpt, model = make_ckpt(config)
+    out = tmp_path / "out"
+    result = cli("apply", RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    assert max(check_folder(model, out).values()) <= 1e-5

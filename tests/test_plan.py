@@ -17,7 +17,14 @@ PATTERN_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "patterns.yaml
 
 @pytest.mark.parametrize("case", PATTERN_CASES, ids=[f"{c['pattern']}~{c['key']}" for c in PATTERN_CASES])
 def test_pattern_matches_whole_keys_with_typed_captures(case: dict[str, Any]) -> None:
-    assert compile_pattern(case["pattern"], Loc("p", 1)).match(case["key"]) == case["captures"]
+    pattern = compile_pattern(case["pattern"], Loc("p", 1))
+    raw = pattern.match(case["key"])
+    assert (None if raw is None else pattern.typed(raw)) == case["captures"]
+
+
+def test_int_captures_render_as_written() -> None:
+    pattern = compile_pattern("layers.{n:int}.w", Loc("p", 1))
+    assert pattern.match("layers.01.w") == {"n": "01"} and pattern.typed({"n": "01"}) == {"n": 1}
 
 
 RULES = """\
@@ -146,3 +153,28 @@ def test_cast_changes_the_planned_dtype() -> None:
     rules = RULES.replace("    to: encoder.layers.{n}.dense.{p}", "    to: encoder.layers.{n}.dense.{p}\n    cast: bfloat16")
     p = toy_plan({"layers.0.fc.weight": info(4, 4)}, None, rules=rules)
     assert p.entries[0].info == TensorInfo((4, 4), "bfloat16")
+
+
+def test_a_target_key_covered_twice_is_an_error() -> None:
+    rules = RULES.replace("  - key: spec\n    fill: zeros\n", "  - key: spec\n    fill: zeros\n  - key: sp*\n    fill: ones\n")
+    rules = rules.replace("  - key: buffers.{name}\n", "  - key: buffers.{name}\n  - key: proj.weight\n")
+    p = toy_plan(GOOD_SOURCE, GOOD_TARGET, rules=rules)
+    assert [str(x) for x in p.problems] == [
+        "toy.yaml:15: Toy key 'proj.weight' is covered by 2 init/allow_missing entries: 'proj.weight' (toy.yaml:15) "
+        "and 'proj.weight' (toy.yaml:23); make them exclusive",
+        "toy.yaml:17: Toy key 'spec' is covered by 2 init/allow_missing entries: 'spec' (toy.yaml:17) and 'sp*' "
+        "(toy.yaml:19); make them exclusive"]
+
+
+def test_integer_tensor_for_a_float_parameter_is_an_error() -> None:
+    source = {**GOOD_SOURCE, "layers.0.fc.bias": info(4, dtype="int64")}
+    p = toy_plan(source, GOOD_TARGET)
+    assert [str(x) for x in p.problems] == [
+        "toy.yaml:8: dtype mismatch: 'layers.0.fc.bias' is int64 but Toy expects a floating-point tensor (float32) "
+        "for 'encoder.layers.0.dense.bias'"]
+
+
+def test_dtype_safetensors_cannot_store_is_an_error() -> None:
+    p = toy_plan({"layers.0.fc.bias": info(4, dtype="complex128")}, None)
+    assert [str(x) for x in p.problems] == [
+        "toy.yaml:8: 'layers.0.fc.bias' has dtype complex128, which safetensors cannot store; add a cast"]

@@ -296,3 +296,13 @@ def test_pickled_module_becomes_an_inert_record(tmp_path: Path) -> None:
     torch.save(torch.nn.Linear(2, 2), path)
     tree = read_checkpoint(path).tree
     assert isinstance(tree, Record) and tree.class_name == "torch.nn.modules.linear.Linear"
+
+
+def test_unsupported_tensor_kinds_stay_visible_but_are_not_convertible(tmp_path: Path) -> None:
+    path = tmp_path / "odd.pt"
+    torch.save({"sd": {"c": torch.zeros(2, dtype=torch.complex128), "s": torch.eye(2).to_sparse()}}, path)
+    ckpt = read_checkpoint(path)
+    assert ckpt.tree["sd"]["c"] == Record("torch.Tensor", {"dtype": "unsupported", "shape": (2,)})
+    assert ckpt.tree["sd"]["s"].class_name == "torch._utils._rebuild_sparse_tensor"
+    with pytest.raises(SourceError, match="state dict entry 'c' is a torch.Tensor, not a tensor"):
+        ckpt.source("sd", None)

@@ -175,6 +175,8 @@ def storage_key(pid: Any) -> StorageKey:
     storage_type, key, _location, numel = pid[1:5]
     view = pid[5] if len(pid) > 5 else None
     dtype = str(storage_type) if isinstance(storage_type, _DType) and str(storage_type) else None
+    if not isinstance(storage_type, _DType):  # an unknown storage class (e.g. ComplexDoubleStorage)
+        dtype = None
     return StorageKey(str(key), dtype, int(numel), tuple(view) if view else None)  # type: ignore[arg-type]
 
 
@@ -184,9 +186,9 @@ def finish(obj: Any, locate: Callable[[StorageKey], Storage], memo: dict[int, An
     if id(obj) in memo:
         return memo[id(obj)]
     result: Any
-    if isinstance(obj, PendingTensor):
-        if obj.dtype is None:
-            raise pickle.UnpicklingError("tensor without a dtype")
+    if isinstance(obj, PendingTensor) and obj.dtype is None:  # e.g. complex128: kept visible, not convertible
+        result = Record("torch.Tensor", {"dtype": "unsupported", "shape": obj.size})
+    elif isinstance(obj, PendingTensor):
         stride = obj.stride if obj.size else ()
         result = StoredTensor(TensorInfo(obj.size, obj.dtype), locate(obj.storage), obj.offset, stride)
     elif isinstance(obj, Inert):
