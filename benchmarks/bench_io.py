@@ -33,13 +33,17 @@ LARGE = {"encoder_layers": 24, "encoder_embed_dim": 1024, "encoder_ffn_embed_dim
 RENAME_RULES = ROOT / "benchmarks" / "hubert-large-prefix.yaml"
 
 
-def build_inputs(work: Path, skip_large: bool) -> dict[str, Path]:
+def input_paths(work: Path) -> dict[str, Path]:
+    return {"small": work / "distilhubert.ckpt", "large": work / "distiller-24x1024.ckpt",
+            "rename": work / "hubert-large-prefixed.safetensors"}
+
+
+def build_inputs(work: Path, skip_large: bool) -> None:
     import torch
 
     from tests.reference import build_distiller, save_s3prl_checkpoint
 
-    paths = {"small": work / "distilhubert.ckpt", "large": work / "distiller-24x1024.ckpt",
-             "rename": work / "hubert-large-prefixed.safetensors"}
+    paths = input_paths(work)
     for name, config in (("small", SMALL), ("large", LARGE)):
         if name == "large" and skip_large:
             continue
@@ -55,14 +59,14 @@ def build_inputs(work: Path, skip_large: bool) -> dict[str, Path]:
         torch.manual_seed(0)
         state = {f"hubert.{k}": v.contiguous() for k, v in HubertModel(config).state_dict().items()}
         save_file(state, paths["rename"])
-    return {k: v for k, v in paths.items() if v.exists()}
 
 
 def measure(cmd: list[str], env: dict[str, str], out: Path | None, warm: list[Path]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one child process."""
+    buffer = bytearray(1 << 20)  # small, so this process (whose pages a forked child starts with) stays small
     for path in warm:  # page cache: every job reads from memory, as cp's second run would
         with open(path, "rb") as f:
-            while f.read(64 << 20):
+            while f.readinto(buffer):
                 pass
     if out is not None and out.exists():
         shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -92,10 +96,19 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "remap-bench")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true", help="only the small file (quick check)")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
-    inputs = build_inputs(work, args.skip_large)
+    if args.build_only:
+        build_inputs(work, args.skip_large)
+        return
+    # Inputs are built in a child process so this one stays small: a forked child's peak RSS
+    # (wait4's ru_maxrss) would otherwise include this process's torch pages until exec.
+    build = [sys.executable, __file__, "--build-only", "--workdir", str(work)]
+    subprocess.run(build + (["--skip-large"] if args.skip_large else []), check=True)
+    inputs = {name: path for name, path in input_paths(work).items()
+              if path.exists() and not (args.skip_large and name != "small")}
     cache = work / "cache"
     env = {**os.environ, "REMAP_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     remap = [sys.executable, "-m", "remap", "apply"]

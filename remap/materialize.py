@@ -31,20 +31,31 @@ def copy_tensor(entry: Entry, source: Source) -> Any:
 
 
 def init_tensor(entry: InitEntry) -> Any:
-    """A fresh torch.Tensor for an ``init`` entry (shape from the target model)."""
-    import torch
+    """A fresh array for an ``init`` entry (shape from the target model), in the planned dtype.
+
+    numpy does float16/32/64 and bfloat16 (rounded from float32 bits), so a
+    conversion that only renames and initialises never imports torch.
+    """
+    import numpy as np
 
     assert entry.info is not None, "init tensors need the target model's shape"
-    shape, dtype = entry.info.shape, getattr(torch, entry.info.dtype)
-    fill = entry.init.fill
+    shape, dtype, fill = entry.info.shape, entry.info.dtype, entry.init.fill
     if fill == "zeros":
-        return torch.zeros(shape, dtype=dtype)
-    if fill == "ones":
-        return torch.ones(shape, dtype=dtype)
-    if fill == "eye":
-        return torch.eye(shape[0], shape[1], dtype=dtype)
-    if fill == "uniform":
+        values = np.zeros(shape, dtype=np.float64)
+    elif fill == "ones":
+        values = np.ones(shape, dtype=np.float64)
+    elif fill == "eye":
+        values = np.eye(shape[0], shape[1], dtype=np.float64)
+    elif fill == "uniform":
         seed = int.from_bytes(hashlib.sha256(entry.target.encode()).digest()[:8], "little")
-        generator = torch.Generator().manual_seed(seed)
-        return torch.rand(shape, generator=generator, dtype=torch.float32).to(dtype)
-    raise ValueError(f"unknown fill {fill!r}")
+        values = np.random.default_rng(seed).random(shape, dtype=np.float64)
+    else:
+        raise ValueError(f"unknown fill {fill!r}")
+    if dtype in ("float16", "float32", "float64"):
+        return np.ascontiguousarray(values.astype(dtype))
+    if dtype == "bfloat16":
+        bits = values.astype(np.float32).view(np.uint32)
+        return np.ascontiguousarray(((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16))
+    import torch
+
+    return torch.from_numpy(values).to(getattr(torch, dtype))

@@ -106,6 +106,8 @@ def _write_tensor(fd: int, t: OutTensor) -> int:
         raise OutputError(f"internal error: '{t.key}' produced {type(payload).__name__}")
     if type(payload).__module__.startswith("torch"):
         payload = _tensor_bytes(t, payload)
+    elif payload.ndim != 1 and tuple(payload.shape) != tuple(t.info.shape):
+        raise OutputError(f"internal error: '{t.key}' has shape {list(payload.shape)}, planned {list(t.info.shape)}")
     data = memoryview(payload).cast("B")
     if len(data) != expected:
         raise OutputError(f"internal error: '{t.key}' produced {len(data)} bytes, planned {expected}")
