@@ -82,8 +82,7 @@ def write_safetensors(path: Path, tensors: list[OutTensor], metadata: Mapping[st
             written += _write_tensor(fd, t)
             if on_tensor is not None:
                 on_tensor(nbytes(t.info))
-        os.fsync(fd)
-    finally:
+    finally:  # no fsync, like cp and save_pretrained: the atomic rename is what guards against kills
         os.close(fd)
     return written
 
