@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show how every key would be mapped, without writing")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("source", help="checkpoint")
+    p.add_argument("--no-target", action="store_true",
+                   help="skip the target model check (no transformers import): map keys only")
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("inspect", help="list a checkpoint's tensors and other entries")
@@ -63,7 +65,7 @@ def _out(lines: Sequence[str]) -> None:
 
 def _apply(args: argparse.Namespace) -> int:
     from .compiler import compile_file
-    from .pipeline import prepare, write
+    from .pipeline import prepare
     from .report import human_bytes
     from .writer import check_destination, parse_size
 
@@ -103,7 +105,7 @@ def _plan(args: argparse.Namespace) -> int:
     from .pipeline import prepare
     from .report import plan_lines
 
-    prepared = prepare(args.rules, args.source)
+    prepared = prepare(args.rules, args.source, with_target=not args.no_target)
     _out(plan_lines(prepared.plan))
     return 1 if prepared.plan.problems else 0
 

@@ -12,13 +12,13 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final, cast
 
-from .errors import Loc, RuleError
+from .errors import RuleError
 from .expr import Expr, compile_expr
 from .patterns import Pattern, compile_pattern, compile_regex, compile_template
 from .rules import (
-    DTYPES, FILLS, Allow, ConfigField, Example, Init, Requirement, Rule, RuleSet, SourceSpec, TargetSpec,
+    DTYPES, FILLS, Allow, ConfigField, Example, Expect, Init, Requirement, Rule, RuleSet, SourceSpec, TargetSpec,
 )
 from .yamlnode import Node, load_yaml
 
@@ -100,7 +100,7 @@ class _Compiler:
         rules_with_examples = [self._rule(n) for n in _seq(root.children["rules"], "rules")]
         rules = tuple(rule for rule, _ in rules_with_examples)
         examples = [ex for _, exs in rules_with_examples for ex in exs]
-        examples += [self._example(n, None, source) for n in _seq(root.children.get("examples"), "examples")]
+        examples += [self._example(n, None) for n in _seq(root.children.get("examples"), "examples")]
         return RuleSet(
             name=_string(root.children["name"], "name"), path=self.filename, sha256=digest,
             source=source, lets=lets, requires=requires,
@@ -220,7 +220,7 @@ class _Compiler:
                 raise RuleError("a drop rule cannot cast", c["cast"].loc)
         rule = Rule(node.loc, pattern, target, self._when(c.get("when"), pattern.captures), cast,
                     str(c["reason"].value) if "reason" in c else "")
-        examples = [self._example(n, rule, None) for n in _seq(c.get("examples"), "examples")]
+        examples = [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
         return rule, examples
 
     def _drop_shorthand(self, node: Node) -> tuple[Rule, list[Example]]:
@@ -229,7 +229,7 @@ class _Compiler:
         pattern = self._pattern(c["drop"])
         rule = Rule(node.loc, pattern, None, self._when(c.get("when"), pattern.captures), None,
                     str(c["reason"].value) if "reason" in c else "")
-        return rule, [self._example(n, rule, None) for n in _seq(c.get("examples"), "examples")]
+        return rule, [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
 
     def _init(self, node: Node) -> Init:
         _check_fields(node, INIT_FIELDS, "an init entry")
@@ -256,12 +256,12 @@ class _Compiler:
         return Allow(node.loc, pattern, self._when(node.children.get("when"), pattern.captures),
                      str(node.children["reason"].value) if "reason" in node.children else "")
 
-    def _example(self, node: Node, rule: Rule | None, source: SourceSpec | None) -> Example:
+    def _example(self, node: Node, rule: Rule | None) -> Example:
         if node.is_map and len(node.children) == 1 and "key" not in node.children:
             (key, target_node), = node.children.items()
             if target_node.value is not None and not isinstance(target_node.value, str):
                 raise RuleError("example target must be a key string, or null for a drop", target_node.loc)
-            expect = "drop" if target_node.value is None else "to"
+            expect: Expect = "drop" if target_node.value is None else "to"
             return Example(node.loc, key, expect, target_node.value, MappingProxyType({}), rule)
         _check_fields(node, EXAMPLE_FIELDS, "an example")
         c = node.children
@@ -269,7 +269,7 @@ class _Compiler:
         outcomes = [k for k in ("to", "drop", "unmatched") if k in c]
         if len(outcomes) != 1:
             raise RuleError("an example needs exactly one of 'to', 'drop: true' or 'unmatched: true'", node.loc)
-        expect = outcomes[0]
+        expect = cast(Expect, outcomes[0])
         target = _string(c["to"], "example target") if expect == "to" else None
         if expect != "to" and c[expect].value is not True:
             raise RuleError(f"'{expect}' must be true", c[expect].loc)
@@ -280,4 +280,4 @@ class _Compiler:
             if name not in self.defaults:
                 raise RuleError(f"example config sets unknown name '{name}' (declare it in "
                                 "source.defaults)", c["config"].key_locs[name])
-        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule)  # type: ignore
+        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,8 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
 
 def output_tensors(prepared: Prepared) -> list[OutTensor]:
     """Every tensor of the output, sorted by key, with a producer each."""
-    source = prepared.source
-    out = [OutTensor(e.target, e.info, lambda e=e: copy_tensor(e, source)) for e in prepared.plan.entries]
-    out += [OutTensor(i.target, i.info, lambda i=i: init_tensor(i))  # type: ignore[arg-type]
-            for i in prepared.plan.inits]
+    out = [OutTensor(e.target, e.info, partial(copy_tensor, e, prepared.source)) for e in prepared.plan.entries]
+    out += [OutTensor(i.target, i.info, partial(init_tensor, i)) for i in prepared.plan.inits if i.info]
     return sorted(out, key=lambda t: t.key)
 
 

@@ -62,7 +62,7 @@ class StoredTensor:
         """(file offset, length) when the bytes are one contiguous run in file order, else None."""
         shape, strides = self.info.shape, self._strides()
         expected = 1
-        for size, stride in zip(reversed(shape), reversed(strides)):
+        for size, stride in zip(reversed(shape), reversed(strides), strict=True):
             if size != 1 and stride != expected:
                 return None
             expected *= size
@@ -72,7 +72,7 @@ class StoredTensor:
         """(first element, element count) of the storage range this view touches."""
         if math.prod(self.info.shape) == 0:
             return self.offset, 0
-        last = sum((n - 1) * s for n, s in zip(self.info.shape, self._strides()))
+        last = sum((n - 1) * s for n, s in zip(self.info.shape, self._strides(), strict=True))
         return self.offset, last + 1
 
     def check_bounds(self, key: str) -> None:

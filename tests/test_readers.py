@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pickle
 import subprocess
 import sys
 import types
@@ -21,7 +19,7 @@ from safetensors.torch import save_file
 from remap import SourceError
 from remap.readers import read_checkpoint
 from remap.source import Record, StoredTensor
-from tests.conftest import EXAMPLE, ROOT, RULES
+from tests.conftest import EXAMPLE, RULES
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
           torch.int8, torch.uint8, torch.bool, torch.float8_e4m3fn, torch.float8_e5m2]

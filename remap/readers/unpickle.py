@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _compat_pickle
 import codecs
-import collections
 import pickle
 from collections.abc import Callable
 from typing import IO, Any, Final
@@ -190,7 +189,7 @@ def finish(obj: Any, locate: Callable[[StorageKey], Storage], memo: dict[int, An
         result = Record("torch.Tensor", {"dtype": "unsupported", "shape": obj.size})
     elif isinstance(obj, PendingTensor):
         stride = obj.stride if obj.size else ()
-        result = StoredTensor(TensorInfo(obj.size, obj.dtype), locate(obj.storage), obj.offset, stride)
+        result = StoredTensor(TensorInfo(obj.size, str(obj.dtype)), locate(obj.storage), obj.offset, stride)
     elif isinstance(obj, Inert):
         result = _record(obj, locate, memo)
     elif isinstance(obj, dict):
