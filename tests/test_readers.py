@@ -304,3 +304,26 @@ def test_unsupported_tensor_kinds_stay_visible_but_are_not_convertible(tmp_path:
     assert ckpt.tree["sd"]["s"].class_name == "torch._utils._rebuild_sparse_tensor"
     with pytest.raises(SourceError, match="state dict entry 'c' is a torch.Tensor, not a tensor"):
         ckpt.source("sd", None)
+
+
+def _zip_checkpoint(path: Path, pickle_bytes: bytes) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", pickle_bytes)
+        archive.writestr("archive/version", "3\n")
+    return path
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"\x80\x02garbage", "cannot parse the checkpoint's pickle: UnpicklingError"),
+    (b"\x80\x02" + b"(" * 200_000 + b"l" * 200_000 + b".", "the checkpoint's object graph is nested too deeply"),
+    (b"\x80\x02X\x07\x00\x00\x00storageQ.", "cannot parse the checkpoint's pickle: UnpicklingError: unsupported "
+                                              "persistent id 'storage'"),
+])
+def test_malformed_pickle_inside_a_valid_zip_is_a_one_line_error(cli, tmp_path: Path, payload: bytes,
+                                                                 message: str) -> None:
+    path = _zip_checkpoint(tmp_path / "bad.pt", payload)
+    result = cli("inspect", path)
+    assert result.code == 1 and result.err.count("\n") == 1
+    assert result.err.startswith(f"error: {path}: {message}")

@@ -9,7 +9,6 @@ storages follow the pickles, each as an 8-byte element count and raw bytes.
 from __future__ import annotations
 
 import io
-import pickle
 import struct
 import zipfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Final
 from ..dtypes import itemsize
 from ..errors import SourceError
 from ..source import Checkpoint, Storage
-from .unpickle import RestrictedUnpickler, StorageKey, finish, storage_key
+from .unpickle import PICKLE_ERRORS, RestrictedUnpickler, StorageCollector, StorageKey, finish
 
 LEGACY_MAGIC: Final = 0x1950A86A20F9469CFC6C
 LEGACY_PREFIX: Final = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
@@ -40,17 +39,10 @@ def read_zip(path: Path) -> Checkpoint:
             data = archive.read(pkl[0])
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise SourceError(f"cannot read zip archive: {exc}", str(path)) from None
-    keys: dict[str, StorageKey] = {}
-
-    def persistent(pid: Any) -> StorageKey:
-        key = storage_key(pid)
-        keys.setdefault(key.key, key)
-        return key
-
     try:
-        raw = RestrictedUnpickler(io.BytesIO(data), persistent).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise SourceError(f"cannot parse the checkpoint's pickle: {exc}", str(path)) from None
+        raw = RestrictedUnpickler(io.BytesIO(data), StorageCollector()).load()
+    except PICKLE_ERRORS as exc:
+        raise SourceError(f"cannot parse the checkpoint's pickle: {_describe(exc)}", str(path)) from None
 
     def locate(key: StorageKey) -> Storage:
         info = infos.get(f"{prefix}data/{key.key}")
@@ -61,7 +53,7 @@ def read_zip(path: Path) -> Checkpoint:
                               str(path))
         return Storage(path, _member_start(path, info), info.file_size)
 
-    return Checkpoint(path, finish(raw, locate), "pytorch-zip")
+    return Checkpoint(path, _finish(raw, locate, path), "pytorch-zip")
 
 
 def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
@@ -76,24 +68,18 @@ def _member_start(path: Path, info: zipfile.ZipInfo) -> int:
 
 
 def read_legacy(path: Path) -> Checkpoint:
-    keys: dict[str, StorageKey] = {}
-
-    def persistent(pid: Any) -> StorageKey:
-        key = storage_key(pid)
-        keys.setdefault(key.key, key)
-        return key
-
+    collector = StorageCollector()
     try:
         with open(path, "rb") as f:
             if RestrictedUnpickler(f).load() != LEGACY_MAGIC:
                 raise SourceError("bad magic number: not a legacy PyTorch checkpoint", str(path))
             RestrictedUnpickler(f).load()  # protocol version
             RestrictedUnpickler(f).load()  # sys info
-            raw = RestrictedUnpickler(f, persistent).load()
+            raw = RestrictedUnpickler(f, collector).load()
             order = RestrictedUnpickler(f).load()
-            offsets = _legacy_offsets(f, [str(k) for k in order], keys, path)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise SourceError(f"cannot parse the legacy checkpoint: {exc}", str(path)) from None
+            offsets = _legacy_offsets(f, [str(k) for k in order], collector.keys, path)
+    except PICKLE_ERRORS as exc:
+        raise SourceError(f"cannot parse the legacy checkpoint: {_describe(exc)}", str(path)) from None
 
     def locate(key: StorageKey) -> Storage:
         start, nbytes = offsets[key.key]
@@ -103,7 +89,19 @@ def read_legacy(path: Path) -> Checkpoint:
         step = itemsize(key.dtype or "uint8")
         return Storage(path, start + offset * step, size * step)
 
-    return Checkpoint(path, finish(raw, locate), "pytorch-legacy")
+    return Checkpoint(path, _finish(raw, locate, path), "pytorch-legacy")
+
+
+def _finish(raw: Any, locate: Any, path: Path) -> Any:
+    try:
+        return finish(raw, locate)
+    except RecursionError:
+        raise SourceError("the checkpoint's object graph is nested too deeply", str(path)) from None
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _legacy_offsets(f: Any, order: list[str], keys: dict[str, StorageKey], path: Path) -> dict[str, tuple[int, int]]:

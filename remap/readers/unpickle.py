@@ -164,6 +164,23 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._persistent(pid)
 
 
+# What a malformed or hostile pickle can make the unpickler raise; each becomes a one-line SourceError.
+PICKLE_ERRORS: Final = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                        KeyError, RecursionError, UnicodeDecodeError)
+
+
+class StorageCollector:
+    """The ``persistent_load`` of a checkpoint: decodes storage ids and remembers each storage."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, StorageKey] = {}
+
+    def __call__(self, pid: Any) -> StorageKey:
+        key = storage_key(pid)
+        self.keys.setdefault(key.key, key)
+        return key
+
+
 def storage_key(pid: Any) -> StorageKey:
     """Decode ``('storage', storage_type, key, location, numel[, view_metadata])``."""
     if not isinstance(pid, tuple) or len(pid) < 5:
