@@ -66,3 +66,26 @@ def test_views_sharing_one_storage_are_written_independently(tmp_path: Path) -> 
     for key, view in views.items():
         assert torch.equal(back[key], view)
     assert path.stat().st_size < 1024  # each view is stored once, at its own size
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(DTYPES), st.lists(st.integers(0, 6), max_size=3), st.integers(0, 2**16)),
+                min_size=1, max_size=8),
+       st.integers(1, 400))
+def test_any_shard_size_round_trips_through_the_index(tmp_path_factory, specs, max_bytes: int) -> None:
+    import json
+
+    from remap.readers import read_checkpoint
+    from remap.writer import write_weights
+
+    tensors = {f"t{i}": make(dtype, tuple(shape), seed) for i, (dtype, shape, seed) in enumerate(specs)}
+    folder = tmp_path_factory.mktemp("shards")
+    write_weights(folder, [out(k, v) for k, v in sorted(tensors.items())], {"format": "pt"}, max_bytes)
+    if (folder / "model.safetensors.index.json").exists():
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        assert set(index["weight_map"]) == set(tensors)
+        assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in tensors.values())
+    tree = read_checkpoint(folder).tree
+    assert set(tree) == set(tensors)
+    for key, tensor in tensors.items():
+        assert tree[key].read().tobytes() == bits(tensor)
