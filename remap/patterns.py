@@ -37,6 +37,7 @@ class Pattern:
     captures: tuple[str, ...]
     int_captures: frozenset[str]
     prefix: str  # the literal text before the first capture or wildcard
+    is_regex: bool = False
 
     def match(self, key: str) -> dict[str, str] | None:
         """The captured text (what targets render), or None."""
@@ -112,7 +113,7 @@ def compile_regex(text: Any, loc: Loc) -> Pattern:
         raise RuleError(f"invalid regex '{text}': {exc}", loc) from None
     if regex.groups != len(regex.groupindex):
         raise RuleError(f"regex '{text}' has unnamed groups; use (?P<name>...) or (?:...)", loc)
-    return Pattern(text, regex, tuple(regex.groupindex), frozenset(), "")
+    return Pattern(text, regex, tuple(regex.groupindex), frozenset(), "", is_regex=True)
 
 
 @dataclass(frozen=True)

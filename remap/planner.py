@@ -88,7 +88,7 @@ def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> Resolution:
     """Find the rules that apply to ``key`` under ``env``."""
     fired: list[tuple[Rule, dict[str, str]]] = []
     blocked: list[Rule] = []
-    for rule in ruleset.rules:
+    for rule in ruleset.index.candidates(key):
         captures = rule.pattern.match(key)
         if captures is None:
             continue

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Final, Literal
 
+from .dispatch import RuleIndex
 from .errors import ConfigError, Loc
 from .expr import Expr
 from .patterns import Pattern, Template
@@ -136,6 +138,11 @@ class RuleSet:
     inits: tuple[Init, ...]
     allows: tuple[Allow, ...]
     examples: tuple[Example, ...]
+
+    @cached_property
+    def index(self) -> RuleIndex[Rule]:
+        """Dispatch structure over ``rules`` (built on first use)."""
+        return RuleIndex(self.rules)
 
     def environment(self, source_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Names visible to expressions: defaults, overlaid by the source config, then ``let``s."""
