@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="checkpoint")
     p.set_defaults(run=_inspect)
 
+    p = sub.add_parser("explain", help="show which rule maps a key, and why every other rule does not")
+    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("key", help="a source key, e.g. encoder.layers.0.fc1.weight")
+    p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
+                   help="a source config value (YAML syntax), e.g. extractor_mode=layer_norm; repeatable")
+    p.add_argument("--shape", help="the tensor's shape, e.g. 768,3072 (for conditions on shape)")
+    p.set_defaults(run=_explain)
+
     p = sub.add_parser("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, or folders of them")
     p.set_defaults(run=_test)
@@ -116,6 +124,44 @@ def _inspect(args: argparse.Namespace) -> int:
 
     _out(inspect_lines(read_checkpoint(args.source)))
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .compiler import compile_file
+    from .explain import explain_lines
+
+    ruleset = compile_file(args.rules)
+    lines, code = explain_lines(ruleset, args.key, _config_values(args.config, ruleset.source.defaults),
+                                _shape(args.shape))
+    _out(lines)
+    return code
+
+
+def _config_values(pairs: Sequence[str], known: Any) -> dict[str, Any]:
+    import yaml
+
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise RemapError(f"--config wants NAME=VALUE, got '{pair}'")
+        if name not in known:
+            raise RemapError(f"--config {name}: not a source config value of this rule file "
+                             f"(known: {', '.join(sorted(known))})")
+        try:
+            values[name] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            values[name] = text
+    return values
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(n) for n in text.replace("x", ",").split(",") if n.strip())
+    except ValueError:
+        raise RemapError(f"--shape wants integers like 768,3072, got '{text}'") from None
 
 
 def _rule_files(paths: Sequence[str]) -> list[Path]:

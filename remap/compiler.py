@@ -17,6 +17,7 @@ from typing import Final, cast
 from .errors import RuleError
 from .expr import Expr, compile_expr
 from .patterns import Pattern, compile_pattern, compile_regex, compile_template
+from .planner import TensorInfo
 from .rules import (
     DTYPES, FILLS, Allow, ConfigField, Example, Expect, Init, Requirement, Rule, RuleSet, SourceSpec, TargetSpec,
 )
@@ -30,7 +31,8 @@ TARGET_FIELDS: Final = ("class", "config", "preprocessor")
 RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
 ALLOW_FIELDS: Final = ("key", "when", "reason")
-EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "config")
+EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "config", "shape", "dtype")
+TENSOR_NAMES: Final = frozenset({"shape", "dtype"})
 
 
 def compile_file(path: str | Path) -> RuleSet:
@@ -192,9 +194,10 @@ class _Compiler:
         return compile_regex(node.value, node.loc) if regex else compile_pattern(node.value, node.loc)
 
     def _when(self, node: Node | None, captures: Iterable[str] = ()) -> Expr | None:
+        """A condition sees config names, the pattern's captures, and the tensor's shape and dtype."""
         if node is None:
             return None
-        return compile_expr(node.value, node.loc, self.names | frozenset(captures), "condition")
+        return compile_expr(node.value, node.loc, self.names | frozenset(captures) | TENSOR_NAMES, "condition")
 
     def _rule(self, node: Node) -> tuple[Rule, list[Example]]:
         if isinstance(node.value, dict) and set(node.children) & {"drop"} and isinstance(
@@ -280,4 +283,11 @@ class _Compiler:
             if name not in self.defaults:
                 raise RuleError(f"example config sets unknown name '{name}' (declare it in "
                                 "source.defaults)", c["config"].key_locs[name])
-        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule)
+        shape = c["shape"].value if "shape" in c else None
+        if shape is not None and not (isinstance(shape, list) and all(isinstance(n, int) for n in shape)):
+            raise RuleError("example shape must be a list of integers", c["shape"].loc)
+        dtype = c["dtype"].value if "dtype" in c else "float32"
+        if dtype not in DTYPES:
+            raise RuleError(f"unknown dtype '{dtype}'", c["dtype"].loc)
+        info = TensorInfo(tuple(shape), dtype) if shape is not None else None
+        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule, info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import RemapError
+from .explain import describe, near_misses
 from .planner import resolve
 from .rules import Example, RuleSet
 
@@ -33,7 +34,7 @@ def _expected(ex: Example) -> str:
 def run_example(ruleset: RuleSet, ex: Example) -> Outcome:
     try:
         env = ruleset.environment(ex.config)
-        res = resolve(ruleset, ex.key, env)
+        res = resolve(ruleset, ex.key, env, ex.info)
     except RemapError as exc:
         return Outcome(ex, False, f"error: {exc}")
     if len(res.fired) > 1:
@@ -42,9 +43,8 @@ def run_example(ruleset: RuleSet, ex: Example) -> Outcome:
     if not res.fired:
         if ex.expect == "unmatched":
             return Outcome(ex, True, "")
-        blocked = "".join(f"; '{r.label}' ({r.loc}) matched but `{r.when.text}` is false"  # type: ignore[union-attr]
-                          for r in res.blocked)
-        return Outcome(ex, False, f"expected {_expected(ex)}, but no rule matched{blocked}")
+        misses = "".join(f"; {describe(m)}" for m in near_misses(ruleset, ex.key, env, ex.info))
+        return Outcome(ex, False, f"expected {_expected(ex)}, but no rule applies{misses}")
     rule, captures = res.fired[0]
     got = "a drop" if rule.target is None else f"'{rule.target.render(captures)}'"
     by = f"'{rule.label}' ({rule.loc})"

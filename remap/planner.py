@@ -84,15 +84,21 @@ class Resolution:
     blocked: tuple[Rule, ...]
 
 
-def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> Resolution:
-    """Find the rules that apply to ``key`` under ``env``."""
+def tensor_names(info: TensorInfo | None) -> dict[str, Any]:
+    """What conditions see of the tensor itself: ``shape`` (a tuple) and ``dtype`` (a name)."""
+    return {} if info is None else {"shape": tuple(info.shape), "dtype": info.dtype}
+
+
+def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo | None = None) -> Resolution:
+    """Find the rules that apply to ``key`` (a tensor described by ``info``) under ``env``."""
     fired: list[tuple[Rule, dict[str, str]]] = []
     blocked: list[Rule] = []
+    tensor = tensor_names(info)
     for rule in ruleset.index.candidates(key):
         captures = rule.pattern.match(key)
         if captures is None:
             continue
-        if rule.when is None or rule.when.evaluate({**env, **rule.pattern.typed(captures)}):
+        if rule.when is None or rule.when.evaluate({**env, **tensor, **rule.pattern.typed(captures)}):
             fired.append((rule, captures))
         else:
             blocked.append(rule)
@@ -126,7 +132,7 @@ def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mappin
     entries: list[Entry] = []
     drops: list[Drop] = []
     for key, info in source.items():
-        res = resolve(ruleset, key, env)
+        res = resolve(ruleset, key, env, info)
         if len(res.fired) > 1:
             where = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
             problems.append(Problem(key, source_name, f"source key '{key}' matches {len(res.fired)} rules: "
@@ -191,12 +197,13 @@ def _main_float_dtype(entries: list[Entry]) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def _active(entries: tuple[Init, ...] | tuple[Allow, ...], key: str, env: Mapping[str, Any]) -> list[Any]:
+def _active(entries: tuple[Init, ...] | tuple[Allow, ...], key: str, env: Mapping[str, Any],
+            info: TensorInfo) -> list[Any]:
     found = []
     for entry in entries:
         captures = entry.pattern.match(key)
-        if captures is not None and (entry.when is None or
-                                     entry.when.evaluate({**env, **entry.pattern.typed(captures)})):
+        if captures is not None and (entry.when is None or entry.when.evaluate(
+                {**env, **tensor_names(info), **entry.pattern.typed(captures)})):
             found.append(entry)
     return found
 
@@ -213,7 +220,7 @@ def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, dtype: str | Non
                   inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Problem],
                   target_name: str) -> None:
     """A target key no rule produces: exactly one active init or allow_missing entry must cover it."""
-    covering = _active(ruleset.inits, key, env) + _active(ruleset.allows, key, env)
+    covering = _active(ruleset.inits, key, env, info) + _active(ruleset.allows, key, env, info)
     if len(covering) > 1:
         where = " and ".join(f"'{c.pattern.text}' ({c.loc})" for c in covering)
         problems.append(Problem(key, str(covering[0].loc), f"{target_name} key '{key}' is covered by "

@@ -100,6 +100,7 @@ class Example:
     target: str | None
     config: Mapping[str, Any]
     rule: Rule | None  # the rule that declared it, which must be the one that fires
+    info: Any = None  # TensorInfo (shape, dtype) when the example gives a shape
 
 
 @dataclass(frozen=True)

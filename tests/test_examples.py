@@ -36,8 +36,15 @@ def test_passing_examples_pass() -> None:
 def test_condition_that_blocks_an_expected_mapping_is_named() -> None:
     text = BASE + "examples:\n  - conv.3.2.weight: conv.3.layer_norm.weight\n"
     assert failures(text) == [
-        "ex.yaml:18: example 'conv.3.2.weight': expected 'conv.3.layer_norm.weight', but no rule matched; "
-        "'conv.{i:int}.2.{p}' (ex.yaml:6) matched but `i == 0 or norm == \"layer\"` is false"]
+        "ex.yaml:18: example 'conv.3.2.weight': expected 'conv.3.layer_norm.weight', but no rule applies; "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6): condition `i == 0 or norm == \"layer\"` is false (with i=3, p='weight')"]
+
+
+def test_pattern_near_miss_names_the_part_that_failed() -> None:
+    text = BASE + "examples:\n  - conv.x.2.weight: conv.x.layer_norm.weight\n"
+    assert failures(text) == [
+        "ex.yaml:18: example 'conv.x.2.weight': expected 'conv.x.layer_norm.weight', but no rule applies; "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6): pattern part '{i:int}' does not match 'x' (after 'conv')"]
 
 
 def test_example_expecting_a_drop_reports_the_mapping() -> None:
@@ -66,3 +73,12 @@ def test_example_under_one_rule_produced_by_another_fails() -> None:
     assert failures(text) == [
         "ex.yaml:16: example 'conv.0.2.weight': expected rule 'head.**' (ex.yaml:14) to produce it, but rule "
         "'conv.{i:int}.2.{p}' (ex.yaml:6) did"]
+
+
+def test_conditions_can_use_the_tensor_shape() -> None:
+    text = BASE.replace("  - drop: head.**", "  - from: proj.weight\n    to: proj_in.weight\n    when: shape[0] > shape[1]\n"
+                        "  - from: proj.weight\n    to: proj_out.weight\n    when: shape[0] <= shape[1]\n"
+                        "  - drop: head.**")
+    text += ("examples:\n  - {key: proj.weight, shape: [8, 4], to: proj_in.weight}\n"
+             "  - {key: proj.weight, shape: [4, 8], to: proj_out.weight}\n")
+    assert failures(text) == []
