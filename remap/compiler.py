@@ -31,7 +31,7 @@ TARGET_FIELDS: Final = ("class", "config", "preprocessor")
 RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
 ALLOW_FIELDS: Final = ("key", "when", "reason")
-EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "config", "shape", "dtype")
+EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "error", "config", "shape", "dtype")
 TENSOR_NAMES: Final = frozenset({"shape", "dtype"})
 
 
@@ -269,12 +269,13 @@ class _Compiler:
         _check_fields(node, EXAMPLE_FIELDS, "an example")
         c = node.children
         key = _string(c.get("key", node), "example key")
-        outcomes = [k for k in ("to", "drop", "unmatched") if k in c]
+        outcomes = [k for k in ("to", "drop", "unmatched", "error") if k in c]
         if len(outcomes) != 1:
-            raise RuleError("an example needs exactly one of 'to', 'drop: true' or 'unmatched: true'", node.loc)
+            raise RuleError("an example needs exactly one of 'to', 'drop: true', 'unmatched: true' or "
+                            "'error: TEXT'", node.loc)
         expect = cast(Expect, outcomes[0])
-        target = _string(c["to"], "example target") if expect == "to" else None
-        if expect != "to" and c[expect].value is not True:
+        target = _string(c[expect], f"example {expect}") if expect in ("to", "error") else None
+        if expect in ("drop", "unmatched") and c[expect].value is not True:
             raise RuleError(f"'{expect}' must be true", c[expect].loc)
         config = c["config"].value if "config" in c else {}
         if not isinstance(config, dict):

@@ -28,6 +28,8 @@ class Outcome:
 def _expected(ex: Example) -> str:
     if ex.expect == "to":
         return f"'{ex.target}'"
+    if ex.expect == "error":
+        return f"an error containing '{ex.target}'"
     return "a drop" if ex.expect == "drop" else "no rule"
 
 
@@ -36,10 +38,12 @@ def run_example(ruleset: RuleSet, ex: Example) -> Outcome:
         env = ruleset.environment(ex.config)
         res = resolve(ruleset, ex.key, env, ex.info)
     except RemapError as exc:
-        return Outcome(ex, False, f"error: {exc}")
+        return _error_outcome(ex, str(exc))
     if len(res.fired) > 1:
         rules = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
-        return Outcome(ex, False, f"expected {_expected(ex)}, but {len(res.fired)} rules match: {rules}")
+        return _error_outcome(ex, f"{len(res.fired)} rules match: {rules}")
+    if ex.expect == "error":
+        return Outcome(ex, False, f"expected {_expected(ex)}, but there was no error")
     if not res.fired:
         if ex.expect == "unmatched":
             return Outcome(ex, True, "")
@@ -54,6 +58,12 @@ def run_example(ruleset: RuleSet, ex: Example) -> Outcome:
         return Outcome(ex, False, f"expected rule '{ex.rule.label}' ({ex.rule.loc}) to produce it, "
                                   f"but rule {by} did")
     return Outcome(ex, True, "")
+
+
+def _error_outcome(ex: Example, message: str) -> Outcome:
+    if ex.expect == "error" and ex.target is not None and ex.target in message:
+        return Outcome(ex, True, "")
+    return Outcome(ex, False, f"expected {_expected(ex)}, but {message}")
 
 
 def run_examples(ruleset: RuleSet) -> list[Outcome]:

@@ -87,12 +87,15 @@ class ConfigField:
         return self.literal if self.expr is None else self.expr.evaluate(env)
 
 
-Expect = Literal["to", "drop", "unmatched"]
+Expect = Literal["to", "drop", "unmatched", "error"]
 
 
 @dataclass(frozen=True)
 class Example:
-    """An inline example: ``key`` (under ``config``) should map to ``target`` / drop / nothing."""
+    """An inline example: ``key`` (under ``config``) maps to ``target``, drops, matches nothing, or fails.
+
+    For ``expect == "error"``, ``target`` holds text the error message must contain.
+    """
 
     loc: Loc
     key: str

@@ -82,3 +82,19 @@ def test_conditions_can_use_the_tensor_shape() -> None:
     text += ("examples:\n  - {key: proj.weight, shape: [8, 4], to: proj_in.weight}\n"
              "  - {key: proj.weight, shape: [4, 8], to: proj_out.weight}\n")
     assert failures(text) == []
+
+
+def test_examples_can_expect_an_error() -> None:
+    text = BASE + "  - drop: head.0.*\n"
+    text += ("examples:\n  - key: head.0.w\n    error: 2 rules match\n"
+             "  - key: head.1.w\n    error: 2 rules match\n")
+    assert failures(text) == [
+        "ex.yaml:21: example 'head.1.w': expected an error containing '2 rules match', but there was no error"]
+
+
+def test_an_unexpected_error_is_reported_as_such() -> None:
+    text = BASE + "  - drop: head.0.*\n"
+    text += "examples:\n  - key: head.0.w\n    drop: true\n"
+    assert failures(text) == [
+        "ex.yaml:19: example 'head.0.w': expected a drop, but 2 rules match: 'head.**' (ex.yaml:14) and "
+        "'head.0.*' (ex.yaml:17)"]
