@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", help="the tensor's shape, e.g. 768,3072 (for conditions on shape)")
     p.set_defaults(run=_explain)
 
+    p = sub.add_parser("lint", help="find dead, overlapping and non-invertible rules, and unreachable targets")
+    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("source", nargs="?", help="a checkpoint whose keys count as exercising rules")
+    p.add_argument("--no-target", action="store_true", help="skip the check against the target model's keys")
+    p.set_defaults(run=_lint)
+
     p = sub.add_parser("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, or folders of them")
     p.set_defaults(run=_test)
@@ -162,6 +168,16 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
         return tuple(int(n) for n in text.replace("x", ",").split(",") if n.strip())
     except ValueError:
         raise RemapError(f"--shape wants integers like 768,3072, got '{text}'") from None
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from .compiler import compile_file
+    from .lint import run_lint
+
+    findings = run_lint(compile_file(args.rules), args.source, with_target=not args.no_target)
+    warnings = sum(f.severity == "warning" for f in findings)
+    _out([str(f) for f in findings] + [f"{warnings} warnings, {len(findings) - warnings} notes"])
+    return 1 if warnings else 0
 
 
 def _rule_files(paths: Sequence[str]) -> list[Path]:

@@ -38,6 +38,7 @@ class Pattern:
     int_captures: frozenset[str]
     prefix: str  # the literal text before the first capture or wildcard
     is_regex: bool = False
+    capture_regexes: tuple[str, ...] = ()  # per capture, what it matches (empty for raw regexes)
 
     def match(self, key: str) -> dict[str, str] | None:
         """The captured text (what targets render), or None."""
@@ -55,6 +56,7 @@ def compile_pattern(text: Any, loc: Loc) -> Pattern:
         raise RuleError("a key pattern must be a non-empty string", loc)
     parts: list[str] = []
     captures: list[str] = []
+    kinds: list[str] = []
     ints: set[str] = set()
     prefix: str | None = None
     pos = 0
@@ -63,13 +65,14 @@ def compile_pattern(text: Any, loc: Loc) -> Pattern:
         if prefix is None:
             prefix = text[:token.start()]
         pos = token.end()
-        parts.append(_token_regex(token, text, loc, captures, ints))
+        parts.append(_token_regex(token, text, loc, captures, ints, kinds))
     parts.append(re.escape(text[pos:]))
     return Pattern(text, re.compile("".join(parts)), tuple(captures), frozenset(ints),
-                   text if prefix is None else prefix)
+                   text if prefix is None else prefix, capture_regexes=tuple(kinds))
 
 
-def _token_regex(token: re.Match[str], text: str, loc: Loc, captures: list[str], ints: set[str]) -> str:
+def _token_regex(token: re.Match[str], text: str, loc: Loc, captures: list[str], ints: set[str],
+                 kinds: list[str]) -> str:
     whole = token.group(0)
     if whole == "**":
         return rf"{_COMPONENT}(?:\.{_COMPONENT})*"
@@ -84,7 +87,8 @@ def _token_regex(token: re.Match[str], text: str, loc: Loc, captures: list[str],
     if name in captures:
         raise RuleError(f"capture '{name}' appears twice in pattern '{text}'", loc)
     captures.append(name)
-    return f"(?P<{name}>{_capture_regex(name, kind.strip(), text, loc, ints)})"
+    kinds.append(_capture_regex(name, kind.strip(), text, loc, ints))
+    return f"(?P<{name}>{kinds[-1]})"
 
 
 def _capture_regex(name: str, kind: str, text: str, loc: Loc, ints: set[str]) -> str:

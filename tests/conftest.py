@@ -31,6 +31,13 @@ TINY: dict[str, Any] = {
 }
 
 
+def example_count(path: Path = RULES) -> int:
+    """How many inline examples a rule file declares (counted by the compiler)."""
+    from remap import compile_file
+
+    return len(compile_file(path).examples)
+
+
 def line_of(path: Path, needle: str) -> int:
     """1-based line number of the first line of ``path`` that starts with ``needle``."""
     for number, line in enumerate(path.read_text().splitlines(), start=1):

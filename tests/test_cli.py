@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.conftest import EXAMPLE, ROOT, RULES, TINY, line_of
+from tests.conftest import EXAMPLE, ROOT, RULES, TINY, example_count, line_of
 
 
 def test_apply_writes_a_loadable_folder_with_metadata(cli, tmp_path: Path) -> None:
@@ -97,7 +97,11 @@ def test_plan_problems_are_listed_and_nothing_is_written(cli, make_ckpt, tmp_pat
     ckpt, _ = make_ckpt(TINY)
     rules = tmp_path / "rules.yaml"
     text = RULES.read_text().replace("  - from: encoder.layers.{n:int}.fc2.{param:weight|bias}\n"
-                                     "    to: encoder.layers.{n}.feed_forward.output_dense.{param}\n", "")
+                                     "    to: encoder.layers.{n}.feed_forward.output_dense.{param}\n"
+                                     "    examples:\n"
+                                     "      - encoder.layers.11.fc2.bias: encoder.layers.11.feed_forward.output_dense.bias\n",
+                                     "")
+    assert "fc2" not in text
     rules.write_text(text)
     out = tmp_path / "model"
     result = cli("apply", rules, ckpt, "-o", out)
@@ -153,7 +157,7 @@ def test_inspect_lists_tensors_and_other_entries(cli) -> None:
 def test_test_command_runs_inline_examples(cli) -> None:
     result = cli("test", ROOT / "rules")
     assert result.code == 0
-    assert result.out.splitlines()[-1] == "13 passed, 0 failed"
+    assert result.out.splitlines()[-1] == f"{example_count()} passed, 0 failed"
 
 
 def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
@@ -169,7 +173,7 @@ def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
         f"FAIL {rules}:{example}: example 'encoder.layers.1.self_attn.out_proj.bias': expected "
         "'encoder.layers.1.attention.o_proj.bias', got 'encoder.layers.1.attention.out_proj.bias' from rule "
         f"'encoder.layers.{{n:int}}.self_attn.{{proj:q|k|v|out}}_proj.{{param:weight|bias}}' ({rules}:{rule})")
-    assert result.out.splitlines()[-1] == "12 passed, 1 failed"
+    assert result.out.splitlines()[-1] == f"{example_count() - 1} passed, 1 failed"
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -238,7 +242,7 @@ def test_python_dash_m_runs_the_cli() -> None:
     proc = subprocess.run([sys.executable, "-m", "remap", "test", str(RULES)], capture_output=True, text=True,
                           cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1] == "13 passed, 0 failed"
+    assert proc.stdout.splitlines()[-1] == f"{example_count()} passed, 0 failed"
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path: Path) -> None:

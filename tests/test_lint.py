@@ -1,0 +1,111 @@
+"""`remap lint` finds seeded dead and overlapping rules, unreachable targets and non-invertible rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from remap import compile_text
+from remap.lint import dead_and_dynamic, invertibility, overlaps, unreachable_targets
+from remap.planner import TensorInfo
+from tests.conftest import EXAMPLE, RULES
+
+SEEDED = """\
+remap: 1
+name: seeded
+source: {state_dict: sd, defaults: {mode: a}}
+target: {class: HubertModel}
+rules:
+  - from: layers.{n:int}.weight
+    to: encoder.layers.{n}.weight
+    examples:
+      - layers.3.weight: encoder.layers.3.weight
+  - from: layers.0.{p}
+    to: first.{p}
+  - from: norm.{p}
+    to: norm_a.{p}
+    when: mode == "a"
+    examples:
+      - norm.weight: norm_a.weight
+  - from: norm.{p}
+    to: norm_b.{p}
+    when: mode == "b"
+    examples:
+      - {key: norm.bias, config: {mode: b}, to: norm_b.bias}
+  - regex: 'heads\\.(?P<i>\\d+)\\b.*'
+    to: out.{i}
+  - from: heads.{i}.{rest:path}
+    to: out.{i}
+    examples:
+      - heads.1.w: out.1
+  - from: unused.{x}.{y}
+    to: merged.{x}
+    cast: float16
+"""
+
+
+def messages(findings) -> list[str]:
+    return [str(f) for f in findings]
+
+
+def test_static_overlap_is_a_warning_with_a_witness_key() -> None:
+    found = messages(overlaps(compile_text(SEEDED, "s.yaml")))
+    assert ("s.yaml:6: warning: rules 'layers.{n:int}.weight' (s.yaml:6) and 'layers.0.{p}' (s.yaml:10) both match "
+            "keys like 'layers.0.weight'; make the patterns or conditions exclusive") in found
+
+
+def test_overlap_kept_apart_by_conditions_is_a_note() -> None:
+    import re
+
+    found = messages(overlaps(compile_text(SEEDED, "s.yaml")))
+    pattern = (r"s\.yaml:12: note: rules 'norm\.\{p\}' \(s\.yaml:12\) and 'norm\.\{p\}' \(s\.yaml:17\) both match "
+               r"keys like 'norm\.[^.']+', but their conditions kept them apart in every config tried")
+    assert [f for f in found if re.fullmatch(pattern, f)], found
+
+
+def test_regex_overlap_is_found_from_example_keys() -> None:
+    found = messages(dead_and_dynamic(compile_text(SEEDED, "s.yaml"), None, None))
+    assert ("s.yaml:22: warning: key 'heads.1.w' matches 'heads\\.(?P<i>\\d+)\\b.*' (s.yaml:22) and "
+            "'heads.{i}.{rest:path}' (s.yaml:24)") in found
+
+
+def test_rules_nothing_exercises_are_dead() -> None:
+    found = messages(dead_and_dynamic(compile_text(SEEDED, "s.yaml"), None, None))
+    assert [f for f in found if "never exercised" in f] == [
+        "s.yaml:10: warning: rule 'layers.0.{p}' is never exercised: no example applies it",
+        "s.yaml:28: warning: rule 'unused.{x}.{y}' is never exercised: no example applies it"]
+
+
+def test_source_keys_count_as_exercise() -> None:
+    source = {"layers.0.bias": TensorInfo((2,), "float32"), "unused.a.b": TensorInfo((2,), "float32")}
+    found = messages(dead_and_dynamic(compile_text(SEEDED, "s.yaml"), source, {}))
+    assert [f for f in found if "never exercised" in f] == []
+
+
+def test_invertibility_notes() -> None:
+    found = messages(invertibility(compile_text(SEEDED, "s.yaml")))
+    assert found == [
+        "s.yaml:22: note: rule 'heads\\.(?P<i>\\d+)\\b.*' is a raw regex; its inverse cannot be derived",
+        "s.yaml:24: note: rule 'heads.{i}.{rest:path}' is many-to-one: its pattern has parts the target does not keep",
+        "s.yaml:28: note: rule 'unused.{x}.{y}' is many-to-one: its pattern has parts the target does not keep"]
+
+
+def test_unreachable_target_keys() -> None:
+    ruleset = compile_text(SEEDED, "s.yaml")
+    target = {"encoder.layers.7.weight": TensorInfo((1,), "float32"), "norm_a.bias": TensorInfo((1,), "float32"),
+              "pos_conv.weight": TensorInfo((1,), "float32")}
+    assert messages(unreachable_targets(ruleset, target, ruleset.environment({}), "Toy")) == [
+        "s.yaml: warning: Toy key 'pos_conv.weight' can be produced by no rule, init or allow_missing entry"]
+
+
+def test_lint_command_on_the_shipped_rules_is_clean(cli) -> None:
+    result = cli("lint", RULES, EXAMPLE)
+    assert result.code == 0, result.out
+    assert result.out.splitlines()[-1] == "0 warnings, 4 notes"
+
+
+def test_lint_command_exits_1_on_warnings(cli, tmp_path: Path) -> None:
+    seeded = tmp_path / "seeded.yaml"
+    seeded.write_text(SEEDED)
+    result = cli("lint", seeded, "--no-target")
+    assert result.code == 1
+    assert result.out.splitlines()[-1] == "4 warnings, 4 notes"
