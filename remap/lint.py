@@ -174,15 +174,14 @@ def unreachable_targets(ruleset: RuleSet, target: Mapping[str, TensorInfo], env:
             continue
         groups = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(
             rule.pattern.captures), strict=True))
-        text = re.sub(r"\\\{([A-Za-z_][A-Za-z0-9_]*)\\\}", lambda m: f"(?:{groups[m.group(1)]})",
+        text = re.sub(r"\\\{([A-Za-z_][A-Za-z0-9_]*)\\\}", lambda m, g=groups: f"(?:{g[m.group(1)]})",
                       re.escape(rule.target.text))
         templates.append(re.compile(text))
     found = []
     for key in sorted(target):
         if any(t.fullmatch(key) for t in templates):
             continue
-        covered = [e for e in ruleset.inits if e.pattern.match(key) is not None]
-        covered += [e for e in ruleset.allows if e.pattern.match(key) is not None]
+        covered = any(e.pattern.match(key) is not None for e in (*ruleset.inits, *ruleset.allows))
         if not covered:
             found.append(Finding(0, ruleset.path, "warning", f"{target_name} key '{key}' can be produced by no "
                                                              "rule, init or allow_missing entry"))
