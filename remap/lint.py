@@ -174,15 +174,16 @@ def unreachable_targets(ruleset: RuleSet, target: Mapping[str, TensorInfo], env:
             continue
         groups = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(
             rule.pattern.captures), strict=True))
-        text = re.sub(r"\\\{([A-Za-z_][A-Za-z0-9_]*)\\\}", lambda m, g=groups: f"(?:{g[m.group(1)]})",
-                      re.escape(rule.target.text))
+        text = re.escape(rule.target.text)
+        for name, regex in groups.items():
+            text = text.replace(re.escape("{" + name + "}"), f"(?:{regex})")
         templates.append(re.compile(text))
     found = []
     for key in sorted(target):
         if any(t.fullmatch(key) for t in templates):
             continue
-        covered = any(e.pattern.match(key) is not None for e in (*ruleset.inits, *ruleset.allows))
-        if not covered:
+        patterns = [e.pattern for e in ruleset.inits] + [e.pattern for e in ruleset.allows]
+        if not any(p.match(key) is not None for p in patterns):
             found.append(Finding(0, ruleset.path, "warning", f"{target_name} key '{key}' can be produced by no "
                                                              "rule, init or allow_missing entry"))
     return found
