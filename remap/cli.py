@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="checkpoint")
     p.add_argument("--no-target", action="store_true",
                    help="skip the target model check (no transformers import): map keys only")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON, for tools")
     p.set_defaults(run=_plan)
 
     p = sub.add_parser("inspect", help="list a checkpoint's tensors and other entries")
@@ -120,7 +121,14 @@ def _plan(args: argparse.Namespace) -> int:
     from .report import plan_lines
 
     prepared = prepare(args.rules, args.source, with_target=not args.no_target)
-    _out(plan_lines(prepared.plan))
+    if args.json:
+        import json
+
+        from .report import plan_json
+
+        _out([json.dumps(plan_json(prepared.plan), indent=2)])
+    else:
+        _out(plan_lines(prepared.plan))
     return 1 if prepared.plan.problems else 0
 
 

@@ -53,6 +53,22 @@ def plan_lines(p: Plan) -> list[str]:
     return lines
 
 
+def plan_json(p: Plan) -> dict[str, Any]:
+    """The plan as data, for tools: same content as the table."""
+    return {
+        "summary": {"mapped": len(p.entries), "dropped": len(p.drops), "initialised": len(p.inits),
+                    "allowed_missing": len(p.allowed_missing), "problems": len(p.problems)},
+        "mapped": [{"source": e.source, "target": e.target, "shape": list(e.info.shape), "dtype": e.info.dtype,
+                    "cast": e.cast, "rule": str(e.rule.loc)} for e in p.entries],
+        "dropped": [{"source": d.source, "rule": str(d.rule.loc), "reason": d.rule.reason} for d in p.drops],
+        "initialised": [{"target": i.target, "shape": list(i.info.shape) if i.info else None,
+                         "dtype": i.info.dtype if i.info else None, "fill": i.init.fill, "rule": str(i.init.loc)}
+                        for i in p.inits],
+        "allowed_missing": [{"target": key, "rule": where} for key, where in p.allowed_missing],
+        "problems": [{"key": x.key, "where": x.where, "message": x.message} for x in p.problems],
+    }
+
+
 def _value_text(value: Any, limit: int = 100) -> str:
     if isinstance(value, Record):
         inner = ", ".join(f"{k}={_value_text(v, 30)}" for k, v in value.state.items())

@@ -351,3 +351,16 @@ def test_usage_errors_are_one_line_with_exit_code_1() -> None:
                           check=False)
     assert (proc.returncode, proc.stderr) == (
         1, "error: the following arguments are required: -o/--output (see 'remap apply --help')\n")
+
+
+def test_plan_json_has_the_same_accounting(cli) -> None:
+    result = cli("plan", RULES, EXAMPLE, "--json")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert data["summary"] == {"mapped": 48, "dropped": 4, "initialised": 1, "allowed_missing": 0, "problems": 0}
+    weight_g = next(m for m in data["mapped"] if m["source"] == "encoder.pos_conv.0.weight_g")
+    assert weight_g == {"source": "encoder.pos_conv.0.weight_g",
+                        "target": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+                        "shape": [1, 1, 16], "dtype": "float32", "cast": None,
+                        "rule": f"{RULES}:{line_of(RULES, '  - from: encoder.pos_conv.0.weight_g')}"}
+    assert data["initialised"][0]["target"] == "masked_spec_embed" and data["problems"] == []
