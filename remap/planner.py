@@ -235,7 +235,8 @@ def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, dtype: str | Non
     elif covering:
         allowed.append((key, str(covering[0].loc)))
     else:
-        problems.append(Problem(key, ruleset.path, f"{target_name} key '{key}' {list(info.shape)} is not "
+        where = str(ruleset.target.class_loc or ruleset.path)
+        problems.append(Problem(key, where, f"{target_name} key '{key}' {list(info.shape)} is not "
                                                    "produced by any rule; map a source key to it, or declare it "
                                                    "under 'init' or 'allow_missing'"))
 

@@ -109,7 +109,8 @@ def test_plan_problems_are_listed_and_nothing_is_written(cli, make_ckpt, tmp_pat
     lines = result.err.splitlines()
     unmapped = [f"error: {ckpt}: source key 'encoder.layers.{n}.fc2.{p}' is not mapped by any rule; add a rule "
                 "for it, or drop it explicitly" for n in (0, 1) for p in ("bias", "weight")]
-    missing = [f"error: {rules}: HubertModel key 'encoder.layers.{n}.feed_forward.output_dense.{p}' {s} is not "
+    target_line = line_of(rules, "  class: HubertModel")
+    missing = [f"error: {rules}:{target_line}: HubertModel key 'encoder.layers.{n}.feed_forward.output_dense.{p}' {s} is not "
                "produced by any rule; map a source key to it, or declare it under 'init' or 'allow_missing'"
                for n in (0, 1) for p, s in (("bias", "[32]"), ("weight", "[32, 64]"))]
     assert sorted(lines[:-1]) == sorted(unmapped + missing)

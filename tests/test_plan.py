@@ -123,7 +123,7 @@ def test_target_problems_are_all_reported_sorted() -> None:
     target["proj.weight"] = info(4, 2)
     p = toy_plan(source, target)
     assert [str(x) for x in p.problems] == [
-        "toy.yaml: Toy key 'encoder.layers.0.extra' [3] is not produced by any rule; map a source key to it, "
+        "toy.yaml:6: Toy key 'encoder.layers.0.extra' [3] is not produced by any rule; map a source key to it, "
         "or declare it under 'init' or 'allow_missing'",
         "toy.yaml:8: shape mismatch: 'layers.0.fc.weight' is [4, 5] but Toy expects [4, 4] for "
         "'encoder.layers.0.dense.weight'",
@@ -138,7 +138,7 @@ def test_missing_target_key_problem_points_at_the_rule_file() -> None:
     p = toy_plan({}, {"lonely": info(2)}, rules=RULES.replace("rules:\n", "rules: []\nxrules:\n").split(
         "xrules:")[0] + "init: []\n")
     assert [str(x) for x in p.problems] == [
-        "toy.yaml: Toy key 'lonely' [2] is not produced by any rule; map a source key to it, or declare it under "
+        "toy.yaml:6: Toy key 'lonely' [2] is not produced by any rule; map a source key to it, or declare it under "
         "'init' or 'allow_missing'"]
 
 
