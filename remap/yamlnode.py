@@ -49,8 +49,13 @@ def load_yaml(text: str, filename: str) -> Node:
         line = mark.line + 1 if mark is not None else 1
         problem = exc.problem or exc.context or "invalid YAML"
         raise RuleError(f"YAML syntax error: {problem}", Loc(filename, line)) from None
-    except yaml.YAMLError as exc:  # e.g. a second document
-        raise RuleError(f"YAML error: {exc}", Loc(filename, 1)) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise RuleError(f"YAML error: character #x{code:04x} is not allowed in YAML", Loc(filename, line)) from None
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuleError(f"YAML error: {first}", Loc(filename, 1)) from None
     if root is None:
         raise RuleError("the rule file is empty", Loc(filename, 1))
     return _convert(root, filename, yaml.SafeLoader(""))
