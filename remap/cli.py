@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-target", action="store_true", help="skip the check against the target model's keys")
     p.set_defaults(run=_lint)
 
+    p = sub.add_parser("suggest", help="draft a rule file by pairing a checkpoint's keys with a target model's")
+    p.add_argument("source", help="checkpoint")
+    p.add_argument("--target", required=True, metavar="CLASS", help="transformers model class, e.g. HubertModel")
+    p.add_argument("--config", metavar="FILE", help="target config as JSON (e.g. a config.json); default: "
+                                                     "the class's defaults")
+    p.add_argument("--state-dict", metavar="PATH", help="where the weights are in the checkpoint, e.g. Distiller "
+                                                         "(default: the entry holding the most tensors)")
+    p.add_argument("-o", "--output", help="write the draft here instead of printing it")
+    p.set_defaults(run=_suggest)
+
     p = sub.add_parser("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, or folders of them")
     p.set_defaults(run=_test)
@@ -186,6 +196,22 @@ def _lint(args: argparse.Namespace) -> int:
     warnings = sum(f.severity == "warning" for f in findings)
     _out([str(f) for f in findings] + [f"{warnings} warnings, {len(findings) - warnings} notes"])
     return 1 if warnings else 0
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from .readers import read_checkpoint
+    from .suggest import find_state_dict, load_config, suggest_draft
+
+    checkpoint = read_checkpoint(args.source)
+    state_dict = args.state_dict if args.state_dict is not None else find_state_dict(checkpoint)
+    values = load_config(args.config) if args.config else {}
+    text, mapping, total = suggest_draft(checkpoint, state_dict, args.target, values)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}: {len(mapping)} of {total} source keys paired; see the TODO lines")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _rule_files(paths: Sequence[str]) -> list[Path]:
