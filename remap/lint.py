@@ -155,6 +155,11 @@ def dead_and_dynamic(ruleset: RuleSet, source: Mapping[str, TensorInfo] | None,
         env = ruleset.environment(source_config or {})
         keys += [(key, info, env) for key, info in source.items()]
     fired, findings = _keys_fired(ruleset, keys)
+    if source is not None:
+        env = ruleset.environment(source_config or {})
+        for key, info in source.items():
+            if not resolve(ruleset, key, env, info).fired:
+                findings.append(Finding(0, "SOURCE", "warning", f"source key '{key}' is not mapped by any rule"))
     for rule in ruleset.rules:
         if id(rule) not in fired:
             what = "no example" + (" and no key of SOURCE" if source is not None else "")

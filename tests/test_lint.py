@@ -109,3 +109,10 @@ def test_lint_command_exits_1_on_warnings(cli, tmp_path: Path) -> None:
     result = cli("lint", seeded, "--no-target")
     assert result.code == 1
     assert result.out.splitlines()[-1] == "4 warnings, 4 notes"
+
+
+def test_unmapped_source_keys_are_warnings() -> None:
+    source = {"mystery.weight": TensorInfo((2,), "float32"), "layers.0.bias": TensorInfo((2,), "float32")}
+    found = messages(dead_and_dynamic(compile_text(SEEDED, "s.yaml"), source, {}))
+    assert "SOURCE: warning: source key 'mystery.weight' is not mapped by any rule" in found
+    assert not any("'layers.0.bias' is not mapped" in f for f in found)
