@@ -116,3 +116,11 @@ def test_unmapped_source_keys_are_warnings() -> None:
     found = messages(dead_and_dynamic(compile_text(SEEDED, "s.yaml"), source, {}))
     assert "SOURCE: warning: source key 'mystery.weight' is not mapped by any rule" in found
     assert not any("'layers.0.bias' is not mapped" in f for f in found)
+
+
+def test_lint_reports_a_target_capture_missing_from_its_pattern(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SEEDED.replace("    to: first.{p}", "    to: first.{q}"))
+    result = cli("lint", bad, "--no-target")
+    assert (result.code, result.err) == (1, f"error: {bad}:11: target 'first.{{q}}' uses capture 'q' that pattern "
+                                            "'layers.0.{p}' does not define (captures: p)\n")
