@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the draft here instead of printing it")
     p.set_defaults(run=_suggest)
 
+    p = sub.add_parser("verify", help="compare the converted model with the original implementation, per layer")
+    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("source", help="the original checkpoint")
+    p.add_argument("converted", help="the folder `remap apply` wrote")
+    p.add_argument("--audio", help="a 16 kHz mono 16-bit WAV file (default: one second of seeded noise)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |diff| allowed (default 1e-4)")
+    p.set_defaults(run=_verify)
+
     p = sub.add_parser("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, or folders of them")
     p.set_defaults(run=_test)
@@ -212,6 +220,20 @@ def _suggest(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .compiler import compile_file
+    from .verify import verify
+
+    report = verify(compile_file(args.rules), Path(args.source), Path(args.converted),
+                    Path(args.audio) if args.audio else None, args.tolerance)
+    lines = [f"{name:>12}  max|diff| = {diff:.3g}" for name, diff in report.diffs.items()]
+    verdict = "PARITY OK" if report.ok else "PARITY FAILED"
+    lines.append(f"{verdict}: worst {report.worst:.3g} (tolerance {report.tolerance:g}); transformers load report "
+                 "clean")
+    _out(lines)
+    return 0 if report.ok else 1
 
 
 def _rule_files(paths: Sequence[str]) -> list[Path]:

@@ -19,14 +19,16 @@ from .expr import Expr, compile_expr
 from .patterns import Pattern, compile_pattern, compile_regex, compile_template
 from .planner import TensorInfo
 from .rules import (
-    DTYPES, FILLS, Allow, ConfigField, Example, Expect, Init, Requirement, Rule, RuleSet, SourceSpec, TargetSpec,
+    DTYPES, FILLS, Allow, ConfigField, Example, Expect, Init, Layout, Requirement, Rule, RuleSet, SourceSpec,
+    TargetSpec,
 )
 from .yamlnode import Node, load_yaml
 
 FORMAT_VERSION: Final = 1
 TOP_FIELDS: Final = ("remap", "name", "description", "source", "let", "requires", "target",
                      "rules", "init", "allow_missing", "examples")
-SOURCE_FIELDS: Final = ("state_dict", "config", "defaults", "fetch")
+SOURCE_FIELDS: Final = ("state_dict", "config", "layouts", "defaults", "fetch")
+LAYOUT_FIELDS: Final = ("name", "detect", "state_dict", "config")
 TARGET_FIELDS: Final = ("class", "config", "preprocessor")
 RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
@@ -122,9 +124,9 @@ class _Compiler:
     def _source(self, node: Node) -> SourceSpec:
         _check_fields(node, SOURCE_FIELDS, "source")
         c = node.children
-        if "state_dict" not in c:
-            raise RuleError("source needs 'state_dict': the path of the weights in the checkpoint "
-                            "(use '' when the file is a plain state dict)", node.loc)
+        if ("state_dict" in c) == ("layouts" in c):
+            raise RuleError("source needs either 'state_dict' (the path of the weights in the checkpoint; '' "
+                            "for a plain state dict) or 'layouts'", node.loc)
         defaults_node = c.get("defaults")
         defaults = defaults_node.value if defaults_node is not None else {}
         if not isinstance(defaults, dict):
@@ -134,13 +136,39 @@ class _Compiler:
             _check_fields(c["fetch"], ("repo", "file"), "source.fetch")
             repo = _string(c["fetch"].children.get("repo", c["fetch"]), "source.fetch.repo")
             file = _string(c["fetch"].children.get("file", c["fetch"]), "source.fetch.file")
+        if "layouts" in c:
+            layouts = tuple(self._layout(n, required=True) for n in _seq(c["layouts"], "source.layouts"))
+            if not layouts:
+                raise RuleError("source.layouts must list at least one layout", c["layouts"].loc)
+            names = [layout.name for layout in layouts]
+            if len(set(names)) != len(names):
+                raise RuleError("source.layouts has duplicate names", c["layouts"].loc)
+        else:
+            layouts = (self._layout(node, required=False),)
+        return SourceSpec(layouts, MappingProxyType(dict(defaults)), repo, file)
+
+    def _layout(self, node: Node, required: bool) -> Layout:
+        if required:
+            _check_fields(node, LAYOUT_FIELDS, "a layout")
+            for field in ("name", "detect", "state_dict"):
+                if field not in node.children:
+                    raise RuleError(f"a layout needs '{field}'", node.loc)
+        c = node.children
         sd = c["state_dict"].value
         if not isinstance(sd, str):
-            raise RuleError("source.state_dict must be a string", c["state_dict"].loc)
+            raise RuleError("state_dict must be a string", c["state_dict"].loc)
         config = c["config"].value if "config" in c else None
         if config is not None and not isinstance(config, str):
-            raise RuleError("source.config must be a string", c["config"].loc)
-        return SourceSpec(sd, config, MappingProxyType(dict(defaults)), repo, file)
+            raise RuleError("config must be a string", c["config"].loc)
+        detect: tuple[str, ...] = ()
+        if required:
+            detect_node = c["detect"]
+            if not detect_node.is_seq or not detect_node.value or not all(
+                    isinstance(v, str) and v for v in detect_node.value):
+                raise RuleError("detect must be a non-empty list of entry paths", detect_node.loc)
+            detect = tuple(detect_node.value)
+        name = _string(c["name"], "layout name") if required else "default"
+        return Layout(name, detect, sd, config, node.loc)
 
     def _lets(self, node: Node | None) -> tuple[tuple[str, Expr], ...]:
         if node is None:

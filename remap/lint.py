@@ -221,7 +221,9 @@ def run_lint(ruleset: RuleSet, source_path: str | None = None, *, with_target: b
 
     source = config = None
     if source_path is not None:
-        src = read_checkpoint(source_path).source(ruleset.source.state_dict, ruleset.source.config)
+        from .pipeline import select_source
+
+        src = select_source(read_checkpoint(source_path), ruleset.source)
         source, config = src.infos, src.config
     findings = overlaps(ruleset, config) + dead_and_dynamic(ruleset, source, config) + invertibility(ruleset)
     if with_target:

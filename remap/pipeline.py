@@ -19,9 +19,10 @@ from .compiler import compile_file
 from .errors import PlanError
 from .materialize import copy_tensor, init_tensor
 from .planner import Plan, plan
-from .rules import RuleSet
+from .rules import RuleSet, SourceSpec
 from .readers import read_checkpoint
-from .source import Source
+from .errors import SourceError
+from .source import Checkpoint, Source
 from .target import Target, build_target
 from .writer import OutTensor, check_destination, write_folder, write_weights
 
@@ -48,8 +49,7 @@ class Summary:
 def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target: bool = True) -> Prepared:
     """Compile, read and plan; never writes. The plan may carry problems."""
     ruleset = rules if isinstance(rules, RuleSet) else compile_file(rules)
-    checkpoint = read_checkpoint(source_path)
-    source = checkpoint.source(ruleset.source.state_dict, ruleset.source.config)
+    source = select_source(read_checkpoint(source_path), ruleset.source)
     env = ruleset.environment(source.config)
     target_config = ruleset.target_config(env)
     target = None
@@ -61,6 +61,17 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
     return Prepared(ruleset, source, env, target_config, target, result)
 
 
+def select_source(checkpoint: Checkpoint, spec: SourceSpec) -> Source:
+    """The state dict and config of the first layout whose ``detect`` entries the checkpoint has."""
+    for layout in spec.layouts:
+        if all(checkpoint.has(path) for path in layout.detect):
+            return checkpoint.source(layout.state_dict, layout.config, layout.name)
+    wanted = "; ".join(f"{lay.name} needs {', '.join(lay.detect)}" for lay in spec.layouts)
+    found = ", ".join(checkpoint.top_level()) or "nothing"
+    raise SourceError(f"matches none of the rule file's layouts ({wanted}); its top-level entries are: {found}",
+                      checkpoint.path.name)
+
+
 def output_tensors(prepared: Prepared) -> list[OutTensor]:
     """Every tensor of the output, sorted by key, with a producer each."""
     out = [OutTensor(e.target, e.info, partial(copy_tensor, e, prepared.source)) for e in prepared.plan.entries]
@@ -69,7 +80,7 @@ def output_tensors(prepared: Prepared) -> list[OutTensor]:
 
 
 def metadata(prepared: Prepared) -> dict[str, str]:
-    return {"format": "pt", "remap.ruleset": prepared.ruleset.name,
+    return {"format": "pt", "remap.ruleset": prepared.ruleset.name, "remap.layout": prepared.source.layout,
             "remap.ruleset_sha256": prepared.ruleset.sha256, "remap.source": prepared.source.name}
 
 

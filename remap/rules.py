@@ -107,14 +107,33 @@ class Example:
 
 
 @dataclass(frozen=True)
-class SourceSpec:
-    """Where weights and config live inside a checkpoint, and config defaults."""
+class Layout:
+    """One way a checkpoint can be organised: detected by the entries it has."""
 
+    name: str
+    detect: tuple[str, ...]  # dotted paths that must all exist; empty matches anything
     state_dict: str
     config: str | None
+    loc: Loc | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where weights and config live inside a checkpoint (per layout), and config defaults."""
+
+    layouts: tuple[Layout, ...]
     defaults: Mapping[str, Any]
     fetch_repo: str | None = None
     fetch_file: str | None = None
+
+    @property
+    def state_dict(self) -> str:
+        """The first layout's state dict path (what single-layout files declare)."""
+        return self.layouts[0].state_dict
+
+    @property
+    def config(self) -> str | None:
+        return self.layouts[0].config
 
 
 @dataclass(frozen=True)

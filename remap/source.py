@@ -137,6 +137,7 @@ class Source:
     tensors: Mapping[str, StoredTensor]
     config: Mapping[str, Any]
     path: Path | None = None
+    layout: str = "default"  # which of the rule file's layouts matched
 
     @property
     def infos(self) -> dict[str, TensorInfo]:
@@ -166,7 +167,21 @@ class Checkpoint:
             walked.append(part)
         return node
 
-    def source(self, state_dict: str, config: str | None) -> Source:
+    def has(self, dotted: str) -> bool:
+        """Whether ``a.b.c`` exists (through mappings and records)."""
+        node = self.tree
+        for part in dotted.split("."):
+            children = node.state if isinstance(node, Record) else node
+            if not isinstance(children, Mapping) or part not in children:
+                return False
+            node = children[part]
+        return True
+
+    def top_level(self) -> list[str]:
+        tree = self.tree.state if isinstance(self.tree, Record) else self.tree
+        return sorted(map(str, tree)) if isinstance(tree, Mapping) else []
+
+    def source(self, state_dict: str, config: str | None, layout: str = "default") -> Source:
         sd = self.select(state_dict, "state dict")
         if isinstance(sd, Record):
             sd = sd.state
@@ -183,7 +198,7 @@ class Checkpoint:
             cfg = cfg.state if isinstance(cfg, Record) else cfg
             if not isinstance(cfg, Mapping):
                 raise SourceError(f"config '{config}' is a {type(cfg).__name__}, not a mapping", self.path.name)
-        return Source(self.path.name, {str(k): v for k, v in sd.items()}, dict(cfg), self.path)
+        return Source(self.path.name, {str(k): v for k, v in sd.items()}, dict(cfg), self.path, layout)
 
     def walk(self) -> Iterator[tuple[str, Any]]:
         """Every leaf with its dotted path: stored tensors, records and plain values."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from remap import RuleError, compile_file, compile_text
+from remap import RuleError, SourceError, compile_file, compile_text
 from tests.conftest import RULES
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "compile_errors.yaml").read_text())
@@ -60,3 +60,41 @@ def test_bad_merge_is_a_rule_error() -> None:
     with pytest.raises(RuleError, match=r"m\.yaml:6: YAML error: expected a mapping or list of mappings for merging"):
         compile_text("remap: 1\nname: t\nsource: {state_dict: sd}\ntarget: {class: HubertModel}\n"
                      "rules:\n  - <<: 3\n", "m.yaml")
+
+
+LAYOUTS = """\
+remap: 1
+name: multi
+source:
+  layouts:
+    - {name: fairseq, detect: [cfg, model], state_dict: model, config: cfg.model}
+    - {name: s3prl, detect: [model_cfg, model_weight], state_dict: model_weight, config: model_cfg}
+  defaults: {encoder_layers: 12}
+target: {class: HubertModel}
+rules:
+  - drop: "**"
+"""
+
+
+def test_layouts_are_detected_by_their_entries(tmp_path: Path) -> None:
+    import torch
+
+    from remap.pipeline import select_source
+    from remap.readers import read_checkpoint
+
+    ruleset = compile_text(LAYOUTS, "multi.yaml")
+    fairseq, s3prl, other = tmp_path / "f.pt", tmp_path / "s.pt", tmp_path / "o.pt"
+    torch.save({"cfg": {"model": {"encoder_layers": 2}}, "model": {"w": torch.ones(1)}}, fairseq)
+    torch.save({"model_cfg": {"encoder_layers": 3}, "model_weight": {"w": torch.ones(1)}, "task_cfg": {}}, s3prl)
+    torch.save({"state": {"w": torch.ones(1)}}, other)
+    a, b = select_source(read_checkpoint(fairseq), ruleset.source), select_source(read_checkpoint(s3prl), ruleset.source)
+    assert (a.layout, a.config, b.layout, b.config) == ("fairseq", {"encoder_layers": 2}, "s3prl", {"encoder_layers": 3})
+    with pytest.raises(SourceError) as caught:
+        select_source(read_checkpoint(other), ruleset.source)
+    assert str(caught.value) == ("o.pt: matches none of the rule file's layouts (fairseq needs cfg, model; s3prl needs "
+                                 "model_cfg, model_weight); its top-level entries are: state")
+
+
+def test_a_layout_needs_detect() -> None:
+    with pytest.raises(RuleError, match=r"multi\.yaml:5: a layout needs 'detect'"):
+        compile_text(LAYOUTS.replace("detect: [cfg, model], ", ""), "multi.yaml")

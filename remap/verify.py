@@ -1,0 +1,112 @@
+"""``remap verify``: run the original implementation and the converted model on the same audio.
+
+The original comes from the rule file's adapter (``remap.adapters``); the
+converted model is loaded with transformers, strictly (any missing,
+unexpected or mismatched key fails). Both see the same waveform: a WAV file
+(16 kHz, mono, 16-bit PCM) or seeded noise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+import wave as wavefile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import RemapError, SourceError
+from .rules import RuleSet
+
+
+@dataclass(frozen=True)
+class Report:
+    diffs: dict[str, float]
+    tolerance: float
+
+    @property
+    def worst(self) -> float:
+        return max(self.diffs.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.worst <= self.tolerance
+
+
+def adapter(ruleset: RuleSet) -> Any:
+    name = ruleset.name.replace("-", "_")
+    try:
+        return importlib.import_module(f"remap.adapters.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"remap.adapters.{name}":
+            raise RemapError(f"no verify adapter for rule file '{ruleset.name}' (write remap/adapters/{name}.py)",
+                             ruleset.path) from None
+        raise RemapError(f"the reference implementation needs '{exc.name}', which is not installed; see the "
+                         "README's set-up notes", ruleset.path) from None
+
+
+def load_audio(path: Path) -> Any:
+    import numpy as np
+    import torch
+
+    try:
+        with wavefile.open(str(path), "rb") as f:
+            rate, channels, width, frames = f.getframerate(), f.getnchannels(), f.getsampwidth(), f.readframes(-1)
+    except (OSError, EOFError, wavefile.Error) as exc:
+        raise SourceError(f"cannot read WAV file: {exc}", str(path)) from None
+    if (rate, channels, width) != (16000, 1, 2):
+        raise SourceError(f"need 16 kHz mono 16-bit PCM; this is {rate} Hz, {channels} channel(s), "
+                          f"{8 * width}-bit", str(path))
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
+    return torch.from_numpy(samples).unsqueeze(0)
+
+
+def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
+    """The converted model's layer outputs, named like the adapters' (see remap.adapters)."""
+    import torch
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    config = transformers.AutoConfig.from_pretrained(out_dir)
+    cls = getattr(transformers, (config.architectures or ["AutoModel"])[0])
+    model, info = cls.from_pretrained(out_dir, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        raise RemapError(f"transformers' load report is not clean: {problems}", str(out_dir))
+    model.eval()
+    with torch.no_grad():
+        out = model(wave, output_hidden_states=True)
+    layers = out.hidden_states[1:]
+    n = len(layers) - (1 if getattr(config, "do_stable_layer_norm", False) else 0)
+    result = {f"layer{i + 1}": layers[i] for i in range(n)}
+    result["final"] = out.hidden_states[-1] if getattr(out, "last_hidden_state", None) is None \
+        else out.last_hidden_state
+    if getattr(out, "logits", None) is not None:
+        result["logits"] = out.logits
+    return result
+
+
+def verify(ruleset: RuleSet, source_path: Path, out_dir: Path, audio: Path | None = None,
+           tolerance: float = 1e-4, seed: int = 0) -> Report:
+    import torch
+
+    from .pipeline import select_source
+    from .readers import read_checkpoint
+
+    module = adapter(ruleset)
+    source = select_source(read_checkpoint(source_path), ruleset.source)
+    wave = load_audio(audio) if audio else torch.randn(1, 16000, generator=torch.Generator().manual_seed(seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # reference code uses deprecated torch APIs on purpose
+        reference = module.reference(source, wave)
+    got = converted(out_dir, wave)
+    shared = [k for k in got if k in reference]
+    if not shared:
+        raise RemapError("the reference and the converted model share no outputs to compare", str(out_dir))
+    for k in shared:
+        if reference[k].shape != got[k].shape:
+            raise RemapError(f"'{k}' is {list(reference[k].shape)} in the original but {list(got[k].shape)} in the "
+                             f"converted model; was this folder converted from {source_path.name}?", str(out_dir))
+    diffs = {k: float((reference[k] - got[k]).abs().max()) for k in shared}
+    return Report(diffs, tolerance)
