@@ -19,6 +19,8 @@ import torch
 with contextlib.redirect_stdout(io.StringIO()):
     from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
 
+from remap.adapters.distilhubert import hiddens  # noqa: E402 - s3prl's own forward pass, shared with verify
+
 # s3prl builds its positional conv with the old weight-norm API on purpose: that is what its checkpoints hold.
 warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated", category=FutureWarning)
 
@@ -64,16 +66,9 @@ def save_s3prl_checkpoint(model: DistillerModel, config: dict[str, Any], path: P
     torch.save(states, path)
 
 
-@torch.no_grad()
 def reference_hiddens(model: DistillerModel, wave: torch.Tensor) -> dict[str, torch.Tensor]:
     """s3prl's conv features, every layer's output and the encoder's final output."""
-    pad_mask = torch.ones(wave.shape, dtype=torch.long)
-    feat, pad = model.forward_feature(wave, pad_mask)
-    x = model.post_extract_proj(feat) if model.post_extract_proj is not None else feat
-    final, layers = model.encoder(x.clone(), ~pad.bool(), get_hidden=True)
-    out = {"features": feat, "final": final}
-    out.update({f"layer{i + 1}": h for i, h in enumerate(layers)})
-    return out
+    return hiddens(model, wave)
 
 
 @torch.no_grad()
@@ -140,9 +135,10 @@ def padded_batch_diffs(model: DistillerModel, out_dir: Path, lengths: tuple[int,
     out = hf_model(**inputs, output_hidden_states=True)
     frames = hf_model._get_feature_vector_attention_mask(out.last_hidden_state.shape[1], inputs["attention_mask"])
 
-    feat, pad = model.forward_feature(inputs["input_values"], inputs["attention_mask"].long())
-    x = model.post_extract_proj(feat) if model.post_extract_proj is not None else feat
-    final, layers = model.encoder(x.clone(), ~pad.bool(), get_hidden=True)
+    ref = hiddens(model, inputs["input_values"], inputs["attention_mask"].long())
+    _, pad = model.forward_feature(inputs["input_values"], inputs["attention_mask"].long())
+    final = ref["final"]
+    layers = [ref[f"layer{i + 1}"] for i in range(len(ref) - 2)]
     assert torch.equal(pad.bool(), frames), "s3prl and transformers disagree on which frames are padding"
     valid = frames.bool()
     stable = hf_model.config.do_stable_layer_norm
