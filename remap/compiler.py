@@ -158,8 +158,11 @@ class _Compiler:
         if not isinstance(sd, str):
             raise RuleError("state_dict must be a string", c["state_dict"].loc)
         config = c["config"].value if "config" in c else None
-        if config is not None and not isinstance(config, str):
-            raise RuleError("config must be a string", c["config"].loc)
+        if isinstance(config, list) and config and all(isinstance(p, str) and p for p in config):
+            config = tuple(config)
+        elif config is not None and not isinstance(config, str):
+            raise RuleError("config must be an entry path, or a list of them (merged in order, later wins)",
+                            c["config"].loc)
         detect: tuple[str, ...] = ()
         if required:
             detect_node = c["detect"]
@@ -204,7 +207,9 @@ class _Compiler:
         pre = node.children.get("preprocessor")
         if pre is not None and not pre.is_map:
             raise RuleError("target.preprocessor must be a mapping", pre.loc)
-        preprocessor = MappingProxyType(dict(pre.value)) if pre is not None else None
+        preprocessor = None
+        if pre is not None:
+            preprocessor = tuple(self._preprocessor_field(name, child) for name, child in pre.children.items())
         class_loc = node.children["class"].loc if "class" in node.children else node.loc
         return TargetSpec(model_class, tuple(fields), preprocessor, class_loc)
 
@@ -216,6 +221,14 @@ class _Compiler:
             return ConfigField(name, node.loc, None, node.value["value"])
         if node.is_map:
             raise RuleError(f"target config '{name}': use an expression string or {{value: ...}}", node.loc)
+        return ConfigField(name, node.loc, None, node.value)
+
+    def _preprocessor_field(self, name: str, node: Node) -> ConfigField:
+        """Written verbatim, except ``{expr: EXPRESSION}`` values, computed like target.config."""
+        if node.is_map and set(node.children) == {"expr"}:
+            child = node.children["expr"]
+            return ConfigField(name, node.loc, compile_expr(child.value, child.loc, self.names,
+                                                            f"preprocessor '{name}'"))
         return ConfigField(name, node.loc, None, node.value)
 
     def _pattern(self, node: Node, regex: bool = False) -> Pattern:
@@ -268,8 +281,9 @@ class _Compiler:
         if "key" not in c or "fill" not in c:
             raise RuleError("an init entry needs 'key' and 'fill'", node.loc)
         fill = c["fill"].value
-        if fill not in FILLS:
-            raise RuleError(f"unknown fill '{fill}' (allowed: {', '.join(sorted(FILLS))})", c["fill"].loc)
+        if isinstance(fill, bool) or (fill not in FILLS and not isinstance(fill, (int, float))):
+            raise RuleError(f"unknown fill '{fill}' (allowed: {', '.join(sorted(FILLS))}, or a number)",
+                            c["fill"].loc)
         dtype = c["dtype"].value if "dtype" in c else None
         if dtype is not None and dtype not in DTYPES:
             raise RuleError(f"unknown dtype '{dtype}'", c["dtype"].loc)

@@ -40,7 +40,9 @@ def init_tensor(entry: InitEntry) -> Any:
 
     assert entry.info is not None, "init tensors need the target model's shape"
     shape, dtype, fill = entry.info.shape, entry.info.dtype, entry.init.fill
-    if fill == "zeros":
+    if isinstance(fill, (int, float)):
+        values = np.full(shape, float(fill), dtype=np.float64)
+    elif fill == "zeros":
         values = np.zeros(shape, dtype=np.float64)
     elif fill == "ones":
         values = np.ones(shape, dtype=np.float64)

@@ -101,9 +101,9 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_s
         assert prepared.target is not None
         (tmp / "config.json").write_text(prepared.target.config_json)
         written += len(prepared.target.config_json)
-        pre = prepared.ruleset.target.preprocessor
+        pre = prepared.ruleset.preprocessor_config(prepared.env)
         if pre is not None:
-            text = json.dumps(dict(pre), indent=2, sort_keys=True) + "\n"
+            text = json.dumps(pre, indent=2, sort_keys=True) + "\n"
             (tmp / "preprocessor_config.json").write_text(text)
             written += len(text)
 

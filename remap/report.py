@@ -42,7 +42,7 @@ def plan_lines(p: Plan) -> list[str]:
         lines += table([(d.source, str(d.rule.loc), d.rule.reason) for d in p.drops], ("source", "rule", "reason"))
     if p.inits:
         lines += ["", "initialised:"]
-        lines += table([(i.target, shape_text(i.info.shape if i.info else None), i.init.fill, str(i.init.loc))
+        lines += table([(i.target, shape_text(i.info.shape if i.info else None), str(i.init.fill), str(i.init.loc))
                         for i in p.inits], ("target", "shape", "fill", "rule"))
     if p.allowed_missing:
         lines += ["", "allowed missing:"]

@@ -49,7 +49,7 @@ class Init:
 
     loc: Loc
     pattern: Pattern
-    fill: str
+    fill: str | float  # zeros, ones, eye, uniform, or a constant
     when: Expr | None = None
     dtype: str | None = None
     reason: str = ""
@@ -113,7 +113,7 @@ class Layout:
     name: str
     detect: tuple[str, ...]  # dotted paths that must all exist; empty matches anything
     state_dict: str
-    config: str | None
+    config: str | tuple[str, ...] | None  # several paths are merged in order, later wins
     loc: Loc | None = None
 
 
@@ -132,7 +132,7 @@ class SourceSpec:
         return self.layouts[0].state_dict
 
     @property
-    def config(self) -> str | None:
+    def config(self) -> str | tuple[str, ...] | None:
         return self.layouts[0].config
 
 
@@ -142,7 +142,7 @@ class TargetSpec:
 
     model_class: str
     config: tuple[ConfigField, ...]
-    preprocessor: Mapping[str, Any] | None
+    preprocessor: tuple[ConfigField, ...] | None
     class_loc: Loc | None = None
 
 
@@ -183,3 +183,9 @@ class RuleSet:
     def target_config(self, env: Mapping[str, Any]) -> dict[str, Any]:
         """The target model's config fields, computed from the environment."""
         return {field.name: field.value(env) for field in self.target.config}
+
+    def preprocessor_config(self, env: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What preprocessor_config.json holds, or None when the rule file declares none."""
+        if self.target.preprocessor is None:
+            return None
+        return {field.name: field.value(env) for field in self.target.preprocessor}

@@ -175,34 +175,47 @@ class Checkpoint:
             if not isinstance(children, Mapping) or part not in children:
                 return False
             node = children[part]
-        return True
+        return node is not None  # fairseq keeps e.g. `args: None` beside `cfg`
 
     def top_level(self) -> list[str]:
         tree = self.tree.state if isinstance(self.tree, Record) else self.tree
         return sorted(map(str, tree)) if isinstance(tree, Mapping) else []
 
-    def source(self, state_dict: str, config: str | None, layout: str = "default") -> Source:
+    def source(self, state_dict: str, config: str | tuple[str, ...] | None, layout: str = "default") -> Source:
         sd = self.select(state_dict, "state dict")
         if isinstance(sd, Record):
             sd = sd.state
         if not isinstance(sd, Mapping) or not sd:
             raise SourceError(f"'{state_dict or '<top level>'}' is not a non-empty state dict", self.path.name)
+        sd = _flatten(sd)  # nested dicts (fairseq's `_ema` teacher) become dotted keys rules can drop
         for key, value in sd.items():
             if not isinstance(value, StoredTensor):
                 kind = value.class_name if isinstance(value, Record) else type(value).__name__
                 raise SourceError(f"state dict entry '{key}' is a {kind}, not a tensor", self.path.name)
             value.check_bounds(str(key))
-        cfg: Any = {}
-        if config is not None:
-            cfg = self.select(config, "config")
-            cfg = cfg.state if isinstance(cfg, Record) else cfg
-            if not isinstance(cfg, Mapping):
-                raise SourceError(f"config '{config}' is a {type(cfg).__name__}, not a mapping", self.path.name)
+        cfg: dict[str, Any] = {}
+        for path in (config,) if isinstance(config, str) else config or ():
+            part = self.select(path, "config")
+            part = part.state if isinstance(part, Record) else part
+            if not isinstance(part, Mapping):
+                raise SourceError(f"config '{path}' is a {type(part).__name__}, not a mapping", self.path.name)
+            cfg.update(part)
         return Source(self.path.name, {str(k): v for k, v in sd.items()}, dict(cfg), self.path, layout)
 
     def walk(self) -> Iterator[tuple[str, Any]]:
         """Every leaf with its dotted path: stored tensors, records and plain values."""
         yield from _walk(self.tree, "")
+
+
+def _flatten(mapping: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:

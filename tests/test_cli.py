@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,8 @@ def test_inspect_lists_tensors_and_other_entries(cli) -> None:
 def test_test_command_runs_inline_examples(cli) -> None:
     result = cli("test", ROOT / "rules")
     assert result.code == 0
-    assert result.out.splitlines()[-1] == f"{example_count()} passed, 0 failed"
+    total = sum(example_count(path) for path in (ROOT / "rules").glob("*.yaml"))
+    assert result.out.splitlines()[-1] == f"{total} passed, 0 failed"
 
 
 def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
@@ -289,19 +291,35 @@ def test_bad_shard_size_is_a_one_line_error(cli, tmp_path: Path) -> None:
     assert (result.code, result.err) == (1, "error: invalid size 'lots'; use e.g. 2GB, 500MB or 1GiB\n")
 
 
+def _interrupt_mid_write(ckpt: Path, out: Path, sig: int) -> subprocess.CompletedProcess[str]:
+    """Start a conversion and send ``sig`` once its temporary folder exists.
+
+    On a loaded machine the run can finish between two polls; then the output is
+    removed and the run repeated, so the signal always lands mid-write.
+    """
+    import time
+
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not list(out.parent.glob(f".{out.name}.remap-*")) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        _, err = proc.communicate()
+        if not (proc.returncode == 0 and out.exists()):
+            return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)
+        shutil.rmtree(out)
+    raise AssertionError("the conversion always finished before the signal")
+
+
 def test_killed_conversion_leaves_no_output_and_the_next_run_cleans_up(make_ckpt, tmp_path: Path) -> None:
     import signal
-    import time
 
     ckpt, _ = make_ckpt({"encoder_layers": 2, "n_tasks": 3})  # full width: takes long enough to kill
     out = tmp_path / "model"
-    proc = subprocess.Popen([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".model.remap-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _interrupt_mid_write(ckpt, out, signal.SIGKILL)
     assert not out.exists(), "a killed conversion must not leave the output folder"
     result = subprocess.run([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
                             capture_output=True, text=True, check=False)
@@ -311,18 +329,11 @@ def test_killed_conversion_leaves_no_output_and_the_next_run_cleans_up(make_ckpt
 
 def test_sigterm_cleans_up_immediately(make_ckpt, tmp_path: Path) -> None:
     import signal
-    import time
 
     ckpt, _ = make_ckpt({"encoder_layers": 2, "n_tasks": 3})
     out = tmp_path / "model"
-    proc = subprocess.Popen([sys.executable, "-m", "remap", "apply", str(RULES), str(ckpt), "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".model.remap-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate()
-    assert proc.returncode == 130 and err == "error: interrupted; nothing was written\n"
+    result = _interrupt_mid_write(ckpt, out, signal.SIGTERM)
+    assert (result.returncode, result.stderr) == (130, "error: interrupted; nothing was written\n")
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -98,3 +98,24 @@ def test_layouts_are_detected_by_their_entries(tmp_path: Path) -> None:
 def test_a_layout_needs_detect() -> None:
     with pytest.raises(RuleError, match=r"multi\.yaml:5: a layout needs 'detect'"):
         compile_text(LAYOUTS.replace("detect: [cfg, model], ", ""), "multi.yaml")
+
+
+def test_config_paths_merge_in_order_and_preprocessor_values_can_be_expressions(tmp_path: Path) -> None:
+    import torch
+
+    from remap.pipeline import select_source
+    from remap.readers import read_checkpoint
+
+    text = LAYOUTS.replace("config: cfg.model}", "config: [cfg.task, cfg.model]}").replace(
+        "  defaults: {encoder_layers: 12}", "  defaults: {encoder_layers: 12, normalize: false}").replace(
+        "target: {class: HubertModel}", "target:\n  class: HubertModel\n  preprocessor:\n"
+        "    feature_extractor_type: Wav2Vec2FeatureExtractor\n    do_normalize: {expr: bool(normalize)}")
+    ruleset = compile_text(text, "multi.yaml")
+    path = tmp_path / "f.pt"
+    torch.save({"cfg": {"task": {"normalize": True, "encoder_layers": 1}, "model": {"encoder_layers": 2}},
+                "model": {"w": torch.ones(1)}, "args": None}, path)
+    source = select_source(read_checkpoint(path), ruleset.source)
+    assert source.config == {"normalize": True, "encoder_layers": 2}
+    env = ruleset.environment(source.config)
+    assert ruleset.preprocessor_config(env) == {"feature_extractor_type": "Wav2Vec2FeatureExtractor",
+                                                "do_normalize": True}

@@ -49,3 +49,8 @@ def test_bfloat16_uniform_matches_torch_rounding() -> None:
     got = as_torch(init_tensor(entry("uniform", (1000,), "bfloat16")), "bfloat16")
     f32 = torch.from_numpy(np.asarray(init_tensor(entry("uniform", (1000,), "float32"))))
     assert torch.equal(got, f32.to(torch.bfloat16))
+
+
+def test_constant_fill() -> None:
+    got = as_torch(init_tensor(entry(-2.0, (2, 3), "bfloat16")), "bfloat16")  # type: ignore[arg-type]
+    assert torch.equal(got, torch.full((2, 3), -2.0, dtype=torch.bfloat16))

@@ -327,3 +327,11 @@ def test_malformed_pickle_inside_a_valid_zip_is_a_one_line_error(cli, tmp_path: 
     result = cli("inspect", path)
     assert result.code == 1 and result.err.count("\n") == 1
     assert result.err.startswith(f"error: {path}: {message}")
+
+
+def test_nested_dicts_in_a_state_dict_become_dotted_keys(tmp_path: Path) -> None:
+    path = tmp_path / "ema.pt"
+    torch.save({"model": {"w": torch.ones(2), "_ema": {"layers.0.w": torch.zeros(3), "inner": {"b": torch.ones(1)}}}},
+               path)
+    source = read_checkpoint(path).source("model", None)
+    assert sorted(source.tensors) == ["_ema.inner.b", "_ema.layers.0.w", "w"]
