@@ -75,15 +75,14 @@ def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
     if problems:
         raise RemapError(f"transformers' load report is not clean: {problems}", str(out_dir))
     model.eval()
-    with torch.no_grad():
-        out = model(wave, output_hidden_states=True)
-    layers = out.hidden_states[1:]
-    n = len(layers) - (1 if getattr(config, "do_stable_layer_norm", False) else 0)
-    result = {f"layer{i + 1}": layers[i] for i in range(n)}
-    result["final"] = out.hidden_states[-1] if getattr(out, "last_hidden_state", None) is None \
-        else out.last_hidden_state
-    if getattr(out, "logits", None) is not None:
-        result["logits"] = out.logits
+    with torch.no_grad():  # hidden states from the base model: a head model (CTC) has no last_hidden_state
+        base = model.base_model(wave, output_hidden_states=True)
+        head = model(wave) if model.base_model is not model else None
+    # hidden_states[i] (i >= 1) is layer i's raw output; last_hidden_state adds any final layer norm.
+    result = {f"layer{i + 1}": h for i, h in enumerate(base.hidden_states[1:])}
+    result["final"] = base.last_hidden_state
+    if head is not None and getattr(head, "logits", None) is not None:
+        result["logits"] = head.logits
     return result
 
 

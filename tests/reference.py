@@ -75,15 +75,12 @@ def reference_hiddens(model: DistillerModel, wave: torch.Tensor) -> dict[str, to
 def converted_hiddens(hf_model: Any, wave: torch.Tensor, stable: bool) -> dict[str, torch.Tensor]:
     """The same quantities from a transformers HubertModel.
 
-    HubertModel's hidden_states[i] (i >= 1) is layer i's output, except that
-    with do_stable_layer_norm the last entry has the final layer norm applied
-    (it equals last_hidden_state), so the last layer is compared via "final".
+    HubertModel's hidden_states[i] (i >= 1) is layer i's raw output, and
+    last_hidden_state adds the final layer norm (do_stable_layer_norm).
     """
     out = hf_model(wave, output_hidden_states=True)
-    layers = out.hidden_states[1:]
-    n = len(layers) - (1 if stable else 0)
     result = {"features": hf_model.feature_extractor(wave).transpose(1, 2), "final": out.last_hidden_state}
-    result.update({f"layer{i + 1}": layers[i] for i in range(n)})
+    result.update({f"layer{i + 1}": h for i, h in enumerate(out.hidden_states[1:])})
     return result
 
 
@@ -106,7 +103,7 @@ def check_folder(model: DistillerModel, out_dir: Path, seconds: float = 1.0) -> 
     wave = torch.randn(2, int(16000 * seconds), generator=torch.Generator().manual_seed(7))
     ref = reference_hiddens(model, wave)
     got = converted_hiddens(hf_model, wave, stable=hf_model.config.do_stable_layer_norm)
-    missing = sorted(set(ref) - set(got) - {f"layer{len(ref) - 2}"})
+    missing = sorted(set(ref) - set(got))
     if missing:
         raise AssertionError(f"converted model lacks {missing}")
     return compare(ref, got)
@@ -141,8 +138,6 @@ def padded_batch_diffs(model: DistillerModel, out_dir: Path, lengths: tuple[int,
     layers = [ref[f"layer{i + 1}"] for i in range(len(ref) - 2)]
     assert torch.equal(pad.bool(), frames), "s3prl and transformers disagree on which frames are padding"
     valid = frames.bool()
-    stable = hf_model.config.do_stable_layer_norm
     pairs = {"final": (final, out.last_hidden_state)}
-    n = len(layers) - (1 if stable else 0)
-    pairs.update({f"layer{i + 1}": (layers[i], out.hidden_states[i + 1]) for i in range(n)})
+    pairs.update({f"layer{i + 1}": (layers[i], out.hidden_states[i + 1]) for i in range(len(layers))})
     return {k: float((a[valid] - b[valid]).abs().max()) for k, (a, b) in pairs.items()}

@@ -127,13 +127,13 @@ def test_plan_prints_the_accounting_table(cli) -> None:
     lines = result.out.splitlines()
     assert lines[0] == "summary: 48 mapped, 4 dropped, 1 initialised, 0 allowed missing, 0 problems"
     assert lines[2].split() == ["source", "target", "shape", "dtype", "rule"]
-    row = next(l for l in lines if l.startswith("encoder.pos_conv.0.weight_g "))
+    row = next(line for line in lines if line.startswith("encoder.pos_conv.0.weight_g "))
     assert row.split() == ["encoder.pos_conv.0.weight_g", "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
                            "[1,", "1,", "16]", "float32",
                            f"{RULES}:{line_of(RULES, '  - from: encoder.pos_conv.0.weight_g')}"]
     assert "dropped:" in lines and "initialised:" in lines
-    assert any(l.startswith("output_layer.0.weight ") and "distillation prediction heads" in l for l in lines)
-    assert any(l.startswith("masked_spec_embed ") and " uniform " in l for l in lines)
+    assert any(line.startswith("output_layer.0.weight ") and "distillation prediction heads" in line for line in lines)
+    assert any(line.startswith("masked_spec_embed ") and " uniform " in line for line in lines)
 
 
 def test_plan_exits_non_zero_on_problems(cli, tmp_path: Path) -> None:
@@ -150,9 +150,9 @@ def test_inspect_lists_tensors_and_other_entries(cli) -> None:
     assert result.code == 0
     lines = result.out.splitlines()
     assert lines[0].startswith("distilhubert-tiny.ckpt: ")
-    assert any(l.split() == ["Distiller.encoder.pos_conv.0.weight_v", "[32,", "8,", "16]", "float32"] for l in lines)
+    assert any(line.split() == ["Distiller.encoder.pos_conv.0.weight_v", "[32,", "8,", "16]", "float32"] for line in lines)
     assert "  Step = 1000" in lines
-    assert any(l.startswith("  Args = argparse.Namespace(config='config_runner.yaml'") for l in lines)
+    assert any(line.startswith("  Args = argparse.Namespace(config='config_runner.yaml'") for line in lines)
     assert "  Config.distiller.encoder_layers = 2" in lines
 
 

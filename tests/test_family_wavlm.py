@@ -93,9 +93,7 @@ def test_converted_model_matches_s3prl(variant: str, layout: str, cli, tmp_path:
     ckpt, out = convert(cli, tmp_path, config, layout)
     report = verify(compile_file(RULES), ckpt, out)
     n = config["encoder_layers"]
-    # with layer_norm_first the last layer is compared through "final" (after the final layer norm)
-    compared = n - 1 if config.get("layer_norm_first") else n
-    assert set(report.diffs) == {"final", *(f"layer{i}" for i in range(1, compared + 1))}
+    assert set(report.diffs) == {"final", *(f"layer{i}" for i in range(1, n + 1))}
     assert report.worst <= 1e-5, report.diffs
 
 

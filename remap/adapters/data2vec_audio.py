@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import io
 from typing import Any
 
 import torch
 
 from ..source import Source
-
-
-def merge_with_parent(dc: Any, cfg: dict[str, Any]) -> Any:
-    """s3prl.upstream.utils.merge_with_parent, line for line.
-
-    That module cannot be imported here: it imports s3prl.util.download, which needs ``requests``
-    (s3prl is installed without its dependencies). The fields the config lacks take the
-    dataclass's defaults; fields the dataclass lacks are dropped; values are not coerced.
-    """
-    assert dataclasses.is_dataclass(dc)
-    assert type(cfg) == dict  # noqa: E721 - as s3prl
-    cfg = copy.deepcopy(cfg)
-    for key in list(cfg):
-        if key not in dc.__dataclass_fields__:
-            del cfg[key]
-    assert len(cfg) > 0
-    return dc(**cfg)
+from ._s3prl import merge_with_parent
 
 
 def build(source: Source) -> Any:

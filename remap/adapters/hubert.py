@@ -21,26 +21,13 @@ Two things are not taken from the checkpoint, and neither changes the outputs:
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
-from dataclasses import fields
 from typing import Any
 
 import torch
 
 from ..source import Source
-
-
-def merge_with_parent(dc: Any, cfg: dict[str, Any]) -> Any:
-    """s3prl.upstream.utils.merge_with_parent: drop unknown keys, then build the dataclass.
-
-    Re-stated here because importing ``s3prl.upstream.utils`` imports
-    ``s3prl.util.download``, which needs ``requests`` (and exists to download).
-    """
-    known = {f.name for f in fields(dc)}
-    cfg = {k: v for k, v in copy.deepcopy(dict(cfg)).items() if k in known}
-    assert len(cfg) > 0
-    return dc(**cfg)
+from ._s3prl import merge_with_parent
 
 
 def _dictionaries(source: Source, final_dim: int, untie: bool) -> list[Any]:

@@ -252,7 +252,8 @@ def _record(obj: Inert, locate: Callable[[StorageKey], Storage], memo: dict[int,
 
 def _plain_omegaconf(name: str, fields: dict[str, Any]) -> Any:
     """omegaconf's DictConfig/ListConfig/value nodes hold their values under ``_content``/``_val``."""
-    if name in ("omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig"):
+    if name in ("omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
+                "omegaconf.tupleconfig.TupleConfig"):
         content = fields.get("_content")
         return content  # nodes inside were already reduced to their values; None or "???" stay  # None, or "???" for a missing value
     if name.startswith("omegaconf.nodes.") and "_val" in fields:

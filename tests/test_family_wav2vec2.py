@@ -1,0 +1,248 @@
+"""wav2vec 2.0: fairseq / s3prl checkpoints -> Wav2Vec2Model, and fine-tuned CTC -> Wav2Vec2ForCTC.
+
+Every checkpoint here is written from s3prl's own ``Wav2Vec2Model`` (random,
+perturbed weights) in the layout fairseq or s3prl saves, converted with
+``remap apply``, and compared with ``remap.verify.verify``, whose reference
+side is s3prl's model (``remap.adapters.wav2vec2``/``wav2vec2_ctc``), never
+remap's own output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from remap import compile_file
+from remap.verify import verify
+from tests.conftest import ROOT
+from tests.layouts import fairseq_modules, perturb, save_fairseq, save_s3prl_converted
+
+with contextlib.redirect_stdout(io.StringIO()):
+    from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Config, Wav2Vec2Model
+
+warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated", category=FutureWarning)
+
+RULES = ROOT / "rules" / "wav2vec2.yaml"
+CTC_RULES = ROOT / "rules" / "wav2vec2-ctc.yaml"
+
+# Tiny, with every part of a published wav2vec 2.0: a conv width (24) other than
+# the model width (32), so post_extract_proj exists, and a quantizer with small
+# codebooks (2 groups of 8, 16-wide codevectors) and heads of final_dim 12.
+TINY: dict[str, Any] = {
+    "conv_feature_layers": "[(24,10,5)] + [(24,3,2)] * 2 + [(24,2,2)]",
+    "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4,
+    "conv_pos": 16, "conv_pos_groups": 4, "quantize_targets": True, "latent_vars": 8, "latent_groups": 2,
+    "latent_dim": 16, "final_dim": 12,
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    # wav2vec2-base: post-LN layers, group norm on conv 0, no conv bias
+    "base": {**TINY, "mask_prob": 0.65, "dropout_input": 0.1, "dropout_features": 0.1},
+    # wav2vec2-large-lv60: layer_norm_first, layer norm in every conv, conv bias
+    "large": {**TINY, "layer_norm_first": True, "extractor_mode": "layer_norm", "conv_bias": True,
+              "mask_prob": 0.65, "encoder_layerdrop": 0.1, "dropout_input": 0.1, "dropout_features": 0.1},
+}
+TASK = {"_name": "audio_pretraining", "data": "/data/librispeech", "sample_rate": 16000, "normalize": False,
+        "enable_padding": False, "max_sample_size": 250000, "min_sample_size": 32000, "labels": None}
+# Fields of the 2020 argparse checkpoints: the newer ones (layer_type, pos_conv_depth,
+# crop_seq_to_multiple, required_seq_len_multiple, ...) are absent and take their defaults.
+OLD_ARGS_FIELDS = ("extractor_mode", "conv_feature_layers", "conv_bias", "encoder_layers", "encoder_embed_dim",
+                   "encoder_ffn_embed_dim", "encoder_attention_heads", "activation_fn", "dropout",
+                   "attention_dropout", "activation_dropout", "encoder_layerdrop", "dropout_input",
+                   "dropout_features", "final_dim", "layer_norm_first", "logit_temp", "quantize_targets",
+                   "quantize_input", "same_quantizer", "target_glu", "feature_grad_mult", "latent_vars",
+                   "latent_groups", "latent_dim", "mask_length", "mask_prob", "mask_selection", "mask_other",
+                   "no_mask_overlap", "mask_min_space", "mask_channel_length", "mask_channel_prob",
+                   "mask_channel_selection", "mask_channel_other", "no_mask_channel_overlap",
+                   "mask_channel_min_space", "num_negatives", "negatives_from_everywhere",
+                   "cross_sample_negatives", "codebook_negatives", "conv_pos", "conv_pos_groups")
+# A letter dictionary as fairseq's audio_finetuning task builds it (4 specials first).
+LETTERS = ["<s>", "<pad>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N"]
+
+
+def build(config: dict[str, Any], seed: int = 0) -> tuple[Wav2Vec2Model, dict[str, Any]]:
+    """s3prl's Wav2Vec2Model with perturbed weights, and fairseq's full model config for it."""
+    torch.manual_seed(seed)
+    cfg = Wav2Vec2Config(**config)
+    model = perturb(Wav2Vec2Model(cfg), seed)
+    # fairseq's omegaconf (2.0/2.1) stores tuples as lists
+    return model, {"_name": "wav2vec2", **dataclasses.asdict(cfg), "latent_temp": list(cfg.latent_temp)}
+
+
+def write(layout: str, variant: str, path: Path) -> None:
+    model, model_cfg = build(VARIANTS[variant])
+    task = {**TASK, "normalize": variant == "large"}
+    if layout == "fairseq":
+        save_fairseq(path, model.state_dict(), model_cfg, task)
+    elif layout == "fairseq-args":
+        old = {k: model_cfg[k] for k in OLD_ARGS_FIELDS}
+        save_fairseq(path, model.state_dict(), {"_name": "wav2vec2", **old}, task, old_args=True)
+    else:
+        save_s3prl_converted(path, model.state_dict(), model_cfg, task)
+
+
+def save_finetuned(path: Path, variant: str) -> None:
+    """fairseq's wav2vec_ctc checkpoint, as fairseq-hydra-train writes it.
+
+    cfg.model is the fine-tuning config (Wav2Vec2CtcConfig): its own defaults
+    for conv_feature_layers and encoder_embed_dim, which are not the model's.
+    The model's config is cfg.model.w2v_args, the pretrained checkpoint's whole
+    config, with the fine-tuning overrides (dropouts, masking, layerdrop)
+    written into its `model` section by Wav2VecEncoder. The pretraining heads
+    are gone (remove_pretraining_modules). task_state holds the letter
+    dictionary the CTC head was sized from.
+    """
+    from omegaconf import OmegaConf
+
+    finetune = {"dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "dropout_input": 0.0,
+                "mask_prob": 0.5, "mask_length": 10, "mask_channel_prob": 0.1, "mask_channel_length": 64,
+                "encoder_layerdrop": 0.05, "feature_grad_mult": 0.0}
+    model, pretrained_cfg = build({**VARIANTS[variant], **finetune}, seed=3)
+    model.remove_pretraining_modules()
+    proj = perturb(torch.nn.Linear(TINY["encoder_embed_dim"], len(LETTERS)), seed=4)
+    state_dict = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
+    state_dict.update({f"w2v_encoder.proj.{k}": v for k, v in proj.state_dict().items()})
+    normalize = variant == "large"
+    w2v_args = {"_name": None, "common": {"fp16": True, "log_format": "json", "seed": 1},
+                "task": {**TASK, "normalize": normalize}, "model": pretrained_cfg, "criterion": None,
+                "lr_scheduler": None, "optimization": {"max_update": 400000, "lr": [0.0005]}}
+    model_cfg = {"_name": "wav2vec_ctc", "w2v_path": "/checkpoints/wav2vec_pretrained.pt",
+                 "no_pretrained_weights": False, "dropout_input": 0.0, "final_dropout": 0.1, "dropout": 0.0,
+                 "attention_dropout": 0.0, "activation_dropout": 0.1,
+                 "conv_feature_layers": "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]",
+                 "encoder_embed_dim": 768, "apply_mask": True, "mask_length": 10, "mask_prob": 0.5,
+                 "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False, "mask_min_space": 1,
+                 "require_same_masks": True, "mask_dropout": 0.0, "mask_channel_length": 64,
+                 "mask_channel_prob": 0.1, "mask_channel_selection": "static", "mask_channel_other": 0.0,
+                 "no_mask_channel_overlap": False, "mask_channel_min_space": 1, "mask_channel_before": False,
+                 "freeze_finetune_updates": 10000, "feature_grad_mult": 0.0, "layerdrop": 0.05,
+                 "normalize": normalize, "data": "/data/librispeech", "w2v_args": w2v_args,
+                 "offload_activations": False, "min_params_to_wrap": 100000000, "checkpoint_activations": False,
+                 "ddp_backend": "legacy_ddp", "blank_weight": 0.0, "blank_mode": "add"}
+    cfg = OmegaConf.create({
+        "_name": None, "common": {"fp16": True, "log_format": "json", "seed": 1},
+        "task": {"_name": "audio_finetuning", "data": "/data/librispeech", "labels": "ltr", "normalize": normalize,
+                 "sample_rate": 16000, "eval_wer": False},
+        "model": model_cfg,
+        "criterion": {"_name": "ctc", "zero_infinity": True, "sentence_avg": True, "post_process": "letter"},
+    })
+    modules = fairseq_modules()
+    sys.modules.update(modules)
+    try:
+        dictionary = modules["fairseq.data.dictionary"].Dictionary(LETTERS)  # type: ignore[attr-defined]
+        torch.save({"args": None, "cfg": cfg, "model": state_dict,
+                    "task_state": {"target_dictionary": dictionary},
+                    "optimizer_history": [{"criterion_name": "CtcCriterion", "optimizer_name": "FairseqAdam",
+                                           "num_updates": 20000}],
+                    "extra_state": {"epoch": 40}, "last_optimizer_state": {"state": {}, "param_groups": []}},
+                   path)
+    finally:
+        for name in modules:
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("layout", ["fairseq", "fairseq-args", "s3prl"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_pretrained_matches_s3prl(variant: str, layout: str, cli, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "checkpoint.pt", tmp_path / "out"
+    write(layout, variant, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    report = verify(compile_file(RULES), ckpt, out)
+    n = VARIANTS[variant]["encoder_layers"]
+    assert set(report.diffs) == {"final", *(f"layer{i}" for i in range(1, n + 1))}
+    assert report.worst <= 1e-5, report.diffs
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_finetuned_ctc_matches_s3prl_and_its_projection(variant: str, cli, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, variant)
+    result = cli("apply", CTC_RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    report = verify(compile_file(CTC_RULES), ckpt, out)
+    assert {"final", "logits", "layer1"} <= set(report.diffs)
+    assert report.worst <= 1e-5, report.diffs
+    assert converted_final_diff(ckpt, out) <= 1e-5  # and directly against Wav2Vec2ForCTC's own encoder
+
+
+def converted_final_diff(ckpt: Path, out: Path) -> float:
+    """max |diff| between s3prl's encoder output and Wav2Vec2ForCTC's encoder (wav2vec2) last_hidden_state."""
+    from transformers import Wav2Vec2ForCTC
+
+    from remap.adapters.wav2vec2_ctc import reference
+    from remap.pipeline import select_source
+    from remap.readers import read_checkpoint
+
+    wave = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    source = select_source(read_checkpoint(ckpt), compile_file(CTC_RULES).source)
+    model = Wav2Vec2ForCTC.from_pretrained(out).eval()
+    with torch.no_grad():
+        got = model.wav2vec2(wave).last_hidden_state
+    return float((reference(source, wave)["final"] - got).abs().max())
+
+
+def test_finetuned_config_comes_from_w2v_args_and_the_dictionary(cli, tmp_path: Path) -> None:
+    """cfg.model's own conv/width defaults are ignored; fairseq's <s>/<pad> ids are swapped for CTC."""
+    import json
+
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, "base")
+    assert cli("apply", CTC_RULES, ckpt, "-o", out).code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["Wav2Vec2ForCTC"]
+    assert (config["hidden_size"], config["conv_dim"], config["vocab_size"]) == (32, [24] * 4, len(LETTERS))
+    # index 0 (fairseq's <s>) is the CTC blank: transformers' pad; fairseq's <pad> (1) becomes bos
+    assert (config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (0, 1, 2)
+    assert (config["final_dropout"], config["hidden_dropout"], config["layerdrop"]) == (0.1, 0.0, 0.05)
+    assert config["ctc_zero_infinity"] is True and config["apply_spec_augment"] is True
+
+
+def test_pretrained_checkpoint_is_not_a_ctc_checkpoint(cli, tmp_path: Path) -> None:
+    ckpt = tmp_path / "pretrained.pt"
+    write("fairseq", "base", ckpt)
+    result = cli("apply", CTC_RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1
+    assert "needs cfg.model.w2v_args.model, task_state.target_dictionary, model" in result.err
+
+
+def test_conv_width_equal_to_model_width_gets_an_identity_projection(cli, tmp_path: Path) -> None:
+    """No post_extract_proj in fairseq: Wav2Vec2Model's projection is initialised to the identity."""
+    ckpt, out = tmp_path / "checkpoint.pt", tmp_path / "out"
+    model, model_cfg = build({**VARIANTS["base"], "conv_feature_layers": "[(32,10,5)] + [(32,3,2)] * 3"})
+    assert model.post_extract_proj is None
+    save_fairseq(ckpt, model.state_dict(), model_cfg, TASK)
+    result = cli("apply", RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    assert "2 initialised" in result.out
+    assert verify(compile_file(RULES), ckpt, out).worst <= 1e-5
+
+
+def test_conformer_layers_are_refused(cli, tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint.pt"
+    model, model_cfg = build(VARIANTS["base"])
+    save_fairseq(ckpt, model.state_dict(), {**model_cfg, "layer_type": "conformer"}, TASK)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1
+    assert "only layer_type 'transformer' exists in Wav2Vec2Model" in result.err
+
+
+def test_parity_check_catches_a_same_shape_mix_up(cli, tmp_path: Path) -> None:
+    """Swapping the two per-layer layer norms keeps every shape; parity against s3prl must fail."""
+    swapped = tmp_path / "wav2vec2.yaml"
+    swapped.write_text(RULES.read_text()
+                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
+                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
+                                "to: encoder.layers.{n}.layer_norm.{param}")
+                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    ckpt, out = tmp_path / "checkpoint.pt", tmp_path / "out"
+    write("fairseq", "base", ckpt)
+    assert cli("apply", swapped, ckpt, "-o", out).code == 0
+    assert verify(compile_file(swapped), ckpt, out).worst > 1e-2
