@@ -246,3 +246,15 @@ def test_parity_check_catches_a_same_shape_mix_up(cli, tmp_path: Path) -> None:
     write("fairseq", "base", ckpt)
     assert cli("apply", swapped, ckpt, "-o", out).code == 0
     assert verify(compile_file(swapped), ckpt, out).worst > 1e-2
+
+
+@pytest.mark.parametrize("layout", ["fairseq", "fairseq-args", "s3prl"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_preprocessor_normalizes_like_the_task(variant: str, layout: str, cli, tmp_path: Path) -> None:
+    import json
+
+    ckpt, out = tmp_path / "checkpoint.pt", tmp_path / "out"
+    write(layout, variant, ckpt)
+    assert cli("apply", RULES, ckpt, "-o", out).code == 0
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert (pre["do_normalize"], pre["return_attention_mask"]) == (variant == "large",) * 2
