@@ -229,8 +229,14 @@ def run_lint(ruleset: RuleSet, source_path: str | None = None, *, with_target: b
     if with_target:
         from .target import build_target
 
-        env = ruleset.environment(config or {})
         where = str(ruleset.target.class_loc or ruleset.path)
-        target = build_target(ruleset.target.model_class, ruleset.target.config, ruleset.target_config(env), where)
-        findings += unreachable_targets(ruleset, target.tensors, env, target.name)
+        try:
+            env = ruleset.environment(config or {})
+            target = build_target(ruleset.target.model_class, ruleset.target.config, ruleset.target_config(env),
+                                  where)
+        except RemapError as exc:
+            reason = "pass a SOURCE checkpoint" if source_path is None else "fix the error first"
+            findings.append(Finding(0, where, "note", f"target check skipped: {exc.message}; {reason}"))
+        else:
+            findings += unreachable_targets(ruleset, target.tensors, env, target.name)
     return sorted(set(findings))

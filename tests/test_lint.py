@@ -124,3 +124,13 @@ def test_lint_reports_a_target_capture_missing_from_its_pattern(cli, tmp_path: P
     result = cli("lint", bad, "--no-target")
     assert (result.code, result.err) == (1, f"error: {bad}:11: target 'first.{{q}}' uses capture 'q' that pattern "
                                             "'layers.0.{p}' does not define (captures: p)\n")
+
+
+def test_target_check_is_skipped_with_a_note_when_defaults_are_not_convertible(cli, tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(SEEDED.replace("source: {state_dict: sd, defaults: {mode: a}}",
+                                    "source: {state_dict: sd, defaults: {mode: a}}\nrequires:\n"
+                                    "  - {check: mode == 'b', message: needs mode b}"))
+    result = cli("lint", rules)
+    assert (f"{rules}:6: note: target check skipped: unsupported source: needs mode b (check `mode == 'b'`); "
+            "pass a SOURCE checkpoint") in result.out.splitlines()
