@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .errors import PlanError, RemapError
+from .errors import OutputError, PlanError, RemapError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -31,9 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="remap", description="Convert model checkpoints with YAML key-mapping rules.")
     parser.add_argument("--version", action="version", version=f"remap {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = _Parser(add_help=False)  # so `remap apply ... --debug` works too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("apply", help="convert a checkpoint into a transformers model folder")
+    def command(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = command("apply", help="convert a checkpoint into a transformers model folder")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("source", nargs="?", help="checkpoint; omitted: fetch the rule file's default checkpoint")
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --force)")
@@ -42,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="split weights into shards of at most SIZE (e.g. 2GB, 500MiB) with an index")
     p.set_defaults(run=_apply)
 
-    p = sub.add_parser("plan", help="show how every key would be mapped, without writing")
+    p = command("plan", help="show how every key would be mapped, without writing")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("source", help="checkpoint")
     p.add_argument("--no-target", action="store_true",
@@ -50,11 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON, for tools")
     p.set_defaults(run=_plan)
 
-    p = sub.add_parser("inspect", help="list a checkpoint's tensors and other entries")
+    p = command("inspect", help="list a checkpoint's tensors and other entries")
     p.add_argument("source", help="checkpoint")
     p.set_defaults(run=_inspect)
 
-    p = sub.add_parser("explain", help="show which rule maps a key, and why every other rule does not")
+    p = command("explain", help="show which rule maps a key, and why every other rule does not")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("key", help="a source key, e.g. encoder.layers.0.fc1.weight")
     p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
@@ -62,13 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", help="the tensor's shape, e.g. 768,3072 (for conditions on shape)")
     p.set_defaults(run=_explain)
 
-    p = sub.add_parser("lint", help="find dead, overlapping and non-invertible rules, and unreachable targets")
+    p = command("lint", help="find dead, overlapping and non-invertible rules, and unreachable targets")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("source", nargs="?", help="a checkpoint whose keys count as exercising rules")
     p.add_argument("--no-target", action="store_true", help="skip the check against the target model's keys")
     p.set_defaults(run=_lint)
 
-    p = sub.add_parser("suggest", help="draft a rule file by pairing a checkpoint's keys with a target model's")
+    p = command("suggest", help="draft a rule file by pairing a checkpoint's keys with a target model's")
     p.add_argument("source", help="checkpoint")
     p.add_argument("--target", required=True, metavar="CLASS", help="transformers model class, e.g. HubertModel")
     p.add_argument("--config", metavar="FILE", help="target config as JSON (e.g. a config.json); default: "
@@ -78,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the draft here instead of printing it")
     p.set_defaults(run=_suggest)
 
-    p = sub.add_parser("verify", help="compare the converted model with the original implementation, per layer")
+    p = command("verify", help="compare the converted model with the original implementation, per layer")
     p.add_argument("rules", help="rule file (YAML)")
     p.add_argument("source", help="the original checkpoint")
     p.add_argument("converted", help="the folder `remap apply` wrote")
@@ -86,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |diff| allowed (default 1e-4)")
     p.set_defaults(run=_verify)
 
-    p = sub.add_parser("test", help="run the inline examples of rule files")
+    p = command("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, or folders of them")
     p.set_defaults(run=_test)
     return parser
@@ -213,9 +218,12 @@ def _suggest(args: argparse.Namespace) -> int:
     checkpoint = read_checkpoint(args.source)
     state_dict = args.state_dict if args.state_dict is not None else find_state_dict(checkpoint)
     values = load_config(args.config) if args.config else {}
-    text, mapping, total = suggest_draft(checkpoint, state_dict, args.target, values)
+    text, mapping, total = suggest_draft(checkpoint, state_dict, args.target, values, args.config or "--config")
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise OutputError(f"cannot write the draft: {exc.strerror}", args.output) from None
         print(f"wrote {args.output}: {len(mapping)} of {total} source keys paired; see the TODO lines")
     else:
         sys.stdout.write(text)

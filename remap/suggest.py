@@ -248,13 +248,16 @@ def load_config(path: str) -> dict[str, Any]:
     return data
 
 
-def suggest_draft(checkpoint: Checkpoint, state_dict: str, model_class: str,
-                  values: Mapping[str, Any]) -> tuple[str, dict[str, str], int]:
+def suggest_draft(checkpoint: Checkpoint, state_dict: str, model_class: str, values: Mapping[str, Any],
+                  config_path: str = "--config") -> tuple[str, dict[str, str], int]:
     """Draft text, the mapping it encodes, and the number of source keys."""
+    from .errors import Loc
+    from .rules import ConfigField
     from .target import build_target
 
     source = checkpoint.source(state_dict, None)
-    target = build_target(model_class, (), values, "--target")
+    fields = tuple(ConfigField(name, Loc(config_path, 1), None, value) for name, value in values.items())
+    target = build_target(model_class, fields, values, "--target")
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", checkpoint.path.stem) or "draft"
     text, mapping = draft(source.infos, target.tensors, name=name, state_dict=state_dict, model_class=target.name)
     return text, mapping, len(source.infos)

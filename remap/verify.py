@@ -68,9 +68,14 @@ def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    config = transformers.AutoConfig.from_pretrained(out_dir)
-    cls = getattr(transformers, (config.architectures or ["AutoModel"])[0])
-    model, info = cls.from_pretrained(out_dir, output_loading_info=True)
+    if not (out_dir / "config.json").is_file():
+        raise RemapError("not a converted model folder (no config.json); pass the folder `remap apply` wrote",
+                         str(out_dir))
+    config = transformers.AutoConfig.from_pretrained(out_dir, local_files_only=True)
+    cls = getattr(transformers, (config.architectures or ["AutoModel"])[0], None)
+    if cls is None:
+        raise RemapError(f"config.json names an unknown architecture {config.architectures}", str(out_dir))
+    model, info = cls.from_pretrained(out_dir, output_loading_info=True, local_files_only=True)
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise RemapError(f"transformers' load report is not clean: {problems}", str(out_dir))

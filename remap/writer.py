@@ -156,7 +156,7 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         value = -1.0
-    if unit not in units or value <= 0:
+    if unit not in units or not math.isfinite(value) or value <= 0:
         raise OutputError(f"invalid size '{text}'; use e.g. 2GB, 500MB or 1GiB")
     return int(value * units[unit])
 
@@ -201,6 +201,8 @@ OWN_FILES: Final = re.compile(r"(config\.json|preprocessor_config\.json|model\.s
 
 def check_destination(out_dir: Path, force: bool, source: Path | None = None) -> None:
     """Refuse an existing destination unless ``force``; even then, only replace remap's own output."""
+    if out_dir.absolute().parent.is_dir():
+        _remove_stale(out_dir.absolute().parent, out_dir.name)  # first: it may put a previous output back
     if out_dir.exists() and not force:
         raise OutputError("output folder already exists; pass --force to replace it", str(out_dir))
     if out_dir.exists() and not out_dir.is_dir():
@@ -235,7 +237,6 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None], sourc
     parent = out_dir.absolute().parent
     try:
         created = _make_parents(out_dir)
-        _remove_stale(parent, out_dir.name)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.remap-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot create a temporary folder in {parent}: {exc.strerror}", str(out_dir)) from None
@@ -254,10 +255,18 @@ def write_folder(out_dir: Path, force: bool, fill: Callable[[Path], None], sourc
 
 
 def _remove_stale(parent: Path, name: str) -> None:
-    """Remove temporary folders left by a killed remap (its pid is gone) for this destination."""
-    for leftover in parent.glob(f".{name}.remap-*-*"):
+    """Clean up after a killed remap (its pid is gone) for this destination.
+
+    Its temporary folder is removed. A previous output it had moved aside to
+    replace (``-old``) is put back if the destination is missing, else removed.
+    """
+    for leftover in sorted(parent.glob(f".{name}.remap-*-*")):
         pid = leftover.name[len(f".{name}.remap-"):].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if leftover.name.endswith("-old") and not (parent / name).exists():
+            os.rename(leftover, parent / name)
+        else:
             shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -376,3 +376,30 @@ def test_plan_json_has_the_same_accounting(cli) -> None:
                         "shape": [1, 1, 16], "dtype": "float32", "cast": None,
                         "rule": f"{RULES}:{line_of(RULES, '  - from: encoder.pos_conv.0.weight_g')}"}
     assert data["initialised"][0]["target"] == "masked_spec_embed" and data["problems"] == []
+
+
+def test_debug_works_after_the_command_too(cli, tmp_path: Path) -> None:
+    from remap import SourceError
+
+    with pytest.raises(SourceError):
+        cli("inspect", tmp_path / "missing.ckpt", "--debug")
+
+
+def test_suggest_rejects_unknown_config_fields(cli, tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"hiden_size": 32}')
+    result = cli("suggest", EXAMPLE, "--target", "HubertModel", "--config", config)
+    assert result.err == f"error: {config}:1: 'hiden_size' is not a field of HubertConfig (did you mean 'hidden_size'?)\n"
+
+
+def test_a_previous_output_moved_aside_by_a_killed_run_is_restored(cli, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    assert cli("apply", RULES, EXAMPLE, "-o", out).code == 0
+    dead = 2**22 + 12345  # a pid that does not exist
+    aside = tmp_path / f".model.remap-{dead}-old"
+    out.rename(aside)  # what a SIGKILL between the two renames of --force leaves
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "other").code == 0  # other destinations: untouched
+    assert aside.exists()
+    result = cli("apply", RULES, EXAMPLE, "-o", out)
+    assert result.code == 1 and "already exists" in result.err  # restored first, so not overwritten silently
+    assert (out / "model.safetensors").exists() and not aside.exists()

@@ -258,3 +258,14 @@ def test_preprocessor_normalizes_like_the_task(variant: str, layout: str, cli, t
     assert cli("apply", RULES, ckpt, "-o", out).code == 0
     pre = json.loads((out / "preprocessor_config.json").read_text())
     assert (pre["do_normalize"], pre["return_attention_mask"]) == (variant == "large",) * 2
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_ctc_preprocessor_normalizes_like_the_fine_tuning_task(variant: str, cli, tmp_path: Path) -> None:
+    import json
+
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, variant)
+    assert cli("apply", CTC_RULES, ckpt, "-o", out).code == 0
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert pre["do_normalize"] is (variant == "large")

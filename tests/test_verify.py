@@ -71,3 +71,9 @@ def test_verify_needs_an_adapter(cli, tmp_path: Path) -> None:
     result = cli("verify", rules, EXAMPLE, tmp_path)
     assert result.err == (f"error: {rules}: no verify adapter for rule file 'mystery-model' "
                           "(write remap/adapters/mystery_model.py)\n")
+
+
+def test_verify_wants_a_converted_folder(cli, tmp_path: Path) -> None:
+    result = cli("verify", RULES, EXAMPLE, tmp_path / "nowhere")
+    assert result.err == (f"error: {tmp_path / 'nowhere'}: not a converted model folder (no config.json); pass the "
+                          "folder `remap apply` wrote\n")
