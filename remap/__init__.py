@@ -2,21 +2,26 @@
 
 The pipeline, one module per stage:
 
-    rule file (YAML) --compiler--> RuleSet           (rules.py: frozen rule objects)
-    checkpoint ------sources-----> Source            (keys, shapes, dtypes, lazy tensors)
-    RuleSet + Source + Target ---planner--> Plan     (pure: key strings and shapes only)
-    Plan ---materialize + writer---> output folder   (the only stages that touch tensor data)
+    rule file (YAML) --compiler--> RuleSet            (rules.py: frozen rule objects; dispatch.py: rule index)
+    checkpoint ------readers-----> Checkpoint/Source  (source.py: keys, shapes, dtypes, where the bytes are)
+    RuleSet + Source + Target ---planner--> Plan      (pure: key strings and shapes only)
+    Plan ---materialize + writer---> output folder    (the only stages that touch tensor data)
 
 Supporting modules: ``yamlnode`` (YAML with line numbers), ``patterns``
 (``{capture}`` key patterns), ``expr`` (safe expressions), ``target`` (the
-transformers model on the meta device), ``examples`` (inline rule tests),
+transformers model on the meta device, cached), ``pipeline`` (prepare/write),
 ``hub`` (default checkpoint download), ``report`` and ``cli`` (the command).
+
+Authoring tools: ``examples`` (inline rule tests; ``pytest_plugin``),
+``explain`` (why a rule did not apply), ``lint``, ``suggest`` (draft rules).
+``verify`` compares a conversion with the original implementation, which
+``adapters/`` provide per rule file: the only model-specific Python.
 
 Library use::
 
     import remap
     rules = remap.compile_file("rules/distilhubert.yaml")
-    prepared = remap.prepare(rules, "states.ckpt")   # plan, nothing written
+    prepared = remap.prepare(rules, "states.ckpt")   # reads, plans and checks; writes nothing
     remap.write(prepared, "out/")                       # strict, atomic
 """
 
