@@ -11,6 +11,7 @@ cannot parse fall back to the keys of the examples and of SOURCE.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,16 @@ class Finding:
 
 
 def _automaton(pattern: Pattern) -> Any:
+    return _regex_automaton(pattern.regex.pattern)
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex_automaton(regex: str) -> Any:
+    """Built once per regex: overlaps() and static_pairs() both need it."""
     import interegular
 
     try:
-        return interegular.parse_pattern(pattern.regex.pattern).to_fsm()
+        return interegular.parse_pattern(regex).to_fsm()
     except Exception:  # noqa: BLE001 - a regex feature interegular lacks: no static answer
         return None
 
@@ -121,18 +128,20 @@ def overlaps(ruleset: RuleSet, source_config: Mapping[str, Any] | None = None) -
     return found
 
 
-def _keys_fired(ruleset: RuleSet, keys: Iterable[tuple[str, TensorInfo | None, dict[str, Any]]]) -> tuple[
+def _keys_fired(ruleset: RuleSet, keys: Iterable[tuple[str, TensorInfo | None, dict[str, Any], bool]]) -> tuple[
         set[int], list[Finding]]:
-    """Which rules real keys fire; overlaps among them that the automata could not decide."""
+    """Which rules real keys fire; overlaps the automata could not decide; unmapped SOURCE keys."""
     fired: set[int] = set()
     decided = static_pairs(ruleset)
     position = {id(rule): i for i, rule in enumerate(ruleset.rules)}
     findings = []
-    for key, info, env in keys:
+    for key, info, env, from_source in keys:
         try:
             res = resolve(ruleset, key, env, info)
         except RemapError:
             continue
+        if from_source and not res.fired:
+            findings.append(Finding(0, "SOURCE", "warning", f"source key '{key}' is not mapped by any rule"))
         fired.update(id(rule) for rule, _ in res.fired)
         indexes = sorted(position[id(rule)] for rule, _ in res.fired)
         if len(res.fired) > 1 and not all((a, b) in decided for a in indexes for b in indexes if a < b):
@@ -145,21 +154,16 @@ def _keys_fired(ruleset: RuleSet, keys: Iterable[tuple[str, TensorInfo | None, d
 def dead_and_dynamic(ruleset: RuleSet, source: Mapping[str, TensorInfo] | None,
                      source_config: Mapping[str, Any] | None) -> list[Finding]:
     """Rules no example and no SOURCE key exercises; overlaps seen on real keys."""
-    keys: list[tuple[str, TensorInfo | None, dict[str, Any]]] = []
+    keys: list[tuple[str, TensorInfo | None, dict[str, Any], bool]] = []
     for ex in ruleset.examples:
         try:
-            keys.append((ex.key, ex.info, ruleset.environment(ex.config)))
+            keys.append((ex.key, ex.info, ruleset.environment(ex.config), False))
         except RemapError:
             continue
     if source is not None:
         env = ruleset.environment(source_config or {})
-        keys += [(key, info, env) for key, info in source.items()]
+        keys += [(key, info, env, True) for key, info in source.items()]
     fired, findings = _keys_fired(ruleset, keys)
-    if source is not None:
-        env = ruleset.environment(source_config or {})
-        for key, info in source.items():
-            if not resolve(ruleset, key, env, info).fired:
-                findings.append(Finding(0, "SOURCE", "warning", f"source key '{key}' is not mapped by any rule"))
     for rule in ruleset.rules:
         if id(rule) not in fired:
             what = "no example" + (" and no key of SOURCE" if source is not None else "")

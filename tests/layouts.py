@@ -84,3 +84,10 @@ def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 scale = float(param.std()) if param.numel() > 1 and float(param.std()) > 0 else 0.1
                 param.add_(noise * 0.2 * scale)
     return model.eval()
+
+
+def swap_layer_norm_targets(rules_text: str) -> str:
+    """A rule file whose two per-layer layer norms trade targets: same shapes, wrong model."""
+    return (rules_text.replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
+            .replace("to: encoder.layers.{n}.final_layer_norm.{param}", "to: encoder.layers.{n}.layer_norm.{param}")
+            .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tests.layouts import perturb, save_fairseq, save_s3prl_converted
+from tests.layouts import perturb, save_fairseq, save_s3prl_converted, swap_layer_norm_targets
 
 with contextlib.redirect_stdout(io.StringIO()):
     from s3prl.upstream.data2vec.data2vec_model import Data2VecAudioConfig, Data2VecAudioModel
@@ -121,11 +121,7 @@ def test_inexpressible_variants_are_refused(change: dict[str, Any], message: str
 def test_parity_check_catches_a_same_shape_mix_up(cli, tmp_path: Path) -> None:
     """Two same-shape layer norms swapped in the rules must fail parity."""
     swapped = tmp_path / "data2vec-audio.yaml"
-    swapped.write_text(RULES.read_text()
-                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
-                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
-                                "to: encoder.layers.{n}.layer_norm.{param}")
-                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    swapped.write_text(swap_layer_norm_targets(RULES.read_text()))
     model = build(TINY)
     ckpt, out = tmp_path / "f.pt", tmp_path / "out"
     save(ckpt, "fairseq", model, TINY)

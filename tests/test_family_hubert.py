@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.layouts import SYMBOLS, perturb, save_fairseq, save_s3prl_converted
+from tests.layouts import SYMBOLS, perturb, save_fairseq, save_s3prl_converted, swap_layer_norm_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules" / "hubert.yaml"
@@ -150,11 +150,7 @@ def test_parity_check_catches_a_same_shape_mix_up(cli, tmp_path: Path) -> None:
     from remap.verify import verify
 
     swapped = tmp_path / "hubert.yaml"  # same name, so the same adapter
-    swapped.write_text(RULES.read_text()
-                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
-                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
-                                "to: encoder.layers.{n}.layer_norm.{param}")
-                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    swapped.write_text(swap_layer_norm_targets(RULES.read_text()))
     model = build_s3prl(BASE)
     ckpt, out = tmp_path / "hubert.pt", tmp_path / "out"
     save("fairseq", ckpt, model, BASE)

@@ -23,7 +23,7 @@ import torch
 from remap import compile_file
 from remap.verify import verify
 from tests.conftest import ROOT
-from tests.layouts import fairseq_modules, perturb, save_fairseq, save_s3prl_converted
+from tests.layouts import fairseq_modules, perturb, save_fairseq, save_s3prl_converted, swap_layer_norm_targets
 
 with contextlib.redirect_stdout(io.StringIO()):
     from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Config, Wav2Vec2Model
@@ -237,11 +237,7 @@ def test_conformer_layers_are_refused(cli, tmp_path: Path) -> None:
 def test_parity_check_catches_a_same_shape_mix_up(cli, tmp_path: Path) -> None:
     """Swapping the two per-layer layer norms keeps every shape; parity against s3prl must fail."""
     swapped = tmp_path / "wav2vec2.yaml"
-    swapped.write_text(RULES.read_text()
-                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
-                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
-                                "to: encoder.layers.{n}.layer_norm.{param}")
-                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    swapped.write_text(swap_layer_norm_targets(RULES.read_text()))
     ckpt, out = tmp_path / "checkpoint.pt", tmp_path / "out"
     write("fairseq", "base", ckpt)
     assert cli("apply", swapped, ckpt, "-o", out).code == 0

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 
 from tests.conftest import RULES, TINY
+from tests.layouts import swap_layer_norm_targets
 from tests.reference import check_folder, padded_batch_diffs
 
 VARIANTS = {
@@ -82,11 +83,7 @@ def test_half_precision_checkpoint_keeps_its_dtype(make_ckpt, cli, tmp_path: Pat
 def test_parity_check_catches_a_same_shape_mix_up(make_ckpt, cli, tmp_path: Path) -> None:
     """A wrong mapping that no shape check can see (two layer norms swapped) must fail parity."""
     swapped = tmp_path / "swapped.yaml"
-    swapped.write_text(RULES.read_text()
-                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
-                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}",
-                                "to: encoder.layers.{n}.layer_norm.{param}")
-                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}"))
+    swapped.write_text(swap_layer_norm_targets(RULES.read_text()))
     ckpt, model = make_ckpt(TINY)
     out = tmp_path / "out"
     assert cli("apply", swapped, ckpt, "-o", out).code == 0

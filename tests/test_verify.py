@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import EXAMPLE, RULES, TINY
+from tests.layouts import swap_layer_norm_targets
 
 
 def test_verify_reports_parity_per_layer(cli, tmp_path: Path) -> None:
@@ -22,10 +23,7 @@ def test_verify_reports_parity_per_layer(cli, tmp_path: Path) -> None:
 
 def test_verify_fails_on_a_wrong_conversion(cli, tmp_path: Path) -> None:
     swapped = tmp_path / "swapped.yaml"
-    swapped.write_text(RULES.read_text()
-                       .replace("to: encoder.layers.{n}.layer_norm.{param}", "to: TMP")
-                       .replace("to: encoder.layers.{n}.final_layer_norm.{param}", "to: encoder.layers.{n}.layer_norm.{param}")
-                       .replace("to: TMP", "to: encoder.layers.{n}.final_layer_norm.{param}")
+    swapped.write_text(swap_layer_norm_targets(RULES.read_text())
                        .replace("encoder.layers.1.layer_norm.weight", "encoder.layers.1.final_layer_norm.weight")
                        .replace("encoder.layers.0.final_layer_norm.weight\n", "encoder.layers.0.layer_norm.weight\n"))
     out = tmp_path / "out"
