@@ -82,7 +82,7 @@ def measure(cmd: list[str], env: dict[str, str], out: Path | None, warm: list[Pa
 
 
 def median_of(repeat: int, cmd: list[str], env: dict[str, str], out: Path | None, warm: list[Path],
-              before: None | object = None) -> tuple[float, float]:
+              before: object | None = None) -> tuple[float, float]:
     runs = []
     for _ in range(repeat):
         if callable(before):

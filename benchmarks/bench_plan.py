@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from remap import TensorInfo, compile_text, plan  # noqa: E402
-from remap.planner import Resolution  # noqa: E402
+from remap import TensorInfo, compile_text, plan
+from remap.planner import Resolution
 
 
 def make_rules(n_rules: int) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.reference import check_folder, load_reference  # noqa: E402
+from tests.reference import check_folder, load_reference
 
 
 def main() -> int:

@@ -1,43 +1,52 @@
 """remap: convert model checkpoints between frameworks with YAML key-mapping rules.
 
-The pipeline, one module per stage:
+The package, by stage. Imports point one way, down this list; IO sits beside
+planning and never imports it (``tests/test_layers.py`` checks this):
 
-    rule file (YAML) --compiler--> RuleSet            (rules.py: frozen rule objects; dispatch.py: rule index)
-    checkpoint ------readers-----> Checkpoint/Source  (source.py: keys, shapes, dtypes, where the bytes are)
-    RuleSet + Source + Target ---planner--> Plan      (pure: key strings and shapes only)
-    Plan ---materialize + writer---> output folder    (the only stages that touch tensor data)
+    cli.py          the ``remap`` command: argument parsing and printing, nothing else
+    pipeline.py     prepare() = read + plan + check; write(); convert() = both, atomically
+    authoring/      tools for rule-file authors: examples (+ pytest plugin), explain, lint, suggest
+    verify/         the original implementation vs the converted model; adapters/ per rule file
+    catalog.py      rule files by name: bundled (rules/ -> remap._rules) and rule packs (entry points)
+    report.py       plan tables, inspect listings, rule-file lists
+    planner.py      plan(): a pure function of keys, shapes and config -> Plan with diagnostics
+    target.py       the transformers class on the meta device (config.json, keys, shapes), cached
+    io/             checkpoints in (readers, source), safetensors folders out (writer, shards, outdir)
+    rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, model, dispatch)
+    tensors.py      TensorInfo and dtype facts        } leaves: import nothing from remap
+    diagnostics.py  the one Diagnostic type; escape() }
+    errors.py       RemapError and its kinds; Loc     }
 
-Supporting modules: ``yamlnode`` (YAML with line numbers), ``patterns``
-(``{capture}`` key patterns), ``expr`` (safe expressions), ``target`` (the
-transformers model on the meta device, cached), ``pipeline`` (prepare/write),
-``hub`` (default checkpoint download), ``report`` and ``cli`` (the command).
+Data flow::
 
-Authoring tools: ``examples`` (inline rule tests; ``pytest_plugin``),
-``explain`` (why a rule did not apply), ``lint``, ``suggest`` (draft rules).
-``verify`` compares a conversion with the original implementation, which
-``adapters/`` provide per rule file: the only model-specific Python.
+    rule file --rules.compile_file--> RuleSet
+    checkpoint --io.read_checkpoint--> Checkpoint --select_source--> Source (keys, shapes, where bytes are)
+    RuleSet + Source + Target --planner.plan--> Plan
+    Plan + Source --pipeline.write (io.materialize, io.writer, io.outdir)--> output folder
 
 Library use::
 
     import remap
-    rules = remap.compile_file("rules/distilhubert.yaml")
+    rules = remap.load_rules("distilhubert")        # a bundled name, a pack's name, or a path
     prepared = remap.prepare(rules, "states.ckpt")   # reads, plans and checks; writes nothing
-    remap.write(prepared, "out/")                       # strict, atomic
+    remap.write(prepared, "out/")                    # strict, atomic
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .compiler import compile_file, compile_text
-from .pipeline import Prepared, Summary, convert, prepare, write
+from .authoring.examples import run_examples
+from .catalog import available as available_rules
+from .catalog import load as load_rules
+from .diagnostics import Diagnostic
 from .errors import ConfigError, FetchError, OutputError, PlanError, RemapError, RuleError, SourceError
-from .examples import run_examples
-from .planner import Plan, TensorInfo, plan
-from .rules import RuleSet
+from .pipeline import Prepared, Summary, convert, prepare, write
+from .planner import Plan, plan
+from .rules import RuleSet, compile_file, compile_text
+from .tensors import TensorInfo
+from .version import __version__
 
 __all__ = [
-    "ConfigError", "FetchError", "OutputError", "Plan", "PlanError", "Prepared", "RemapError", "RuleError",
-    "RuleSet", "SourceError", "Summary", "TensorInfo", "compile_file", "compile_text", "convert", "plan",
-    "prepare", "run_examples", "write",
+    "ConfigError", "Diagnostic", "FetchError", "OutputError", "Plan", "PlanError", "Prepared", "RemapError",
+    "RuleError", "RuleSet", "SourceError", "Summary", "TensorInfo", "__version__", "available_rules",
+    "compile_file", "compile_text", "convert", "load_rules", "plan", "prepare", "run_examples", "write",
 ]

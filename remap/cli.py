@@ -14,10 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
+from .diagnostics import Diagnostic, escape, first_line
 from .errors import OutputError, PlanError, RemapError
+from .version import __version__
 
 Command = Callable[[argparse.Namespace], int]
+RULES_HELP = "rule file: a path to a .yaml file, or a name from 'remap list' (e.g. distilhubert)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per command
     parser = _Parser(prog="remap", description="Convert model checkpoints with YAML key-mapping rules.")
     parser.add_argument("--version", action="version", version=f"remap {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])
 
     p = command("apply", help="convert a checkpoint into a transformers model folder")
-    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("rules", help=RULES_HELP)
     p.add_argument("source", nargs="?", help="checkpoint; omitted: fetch the rule file's default checkpoint")
     p.add_argument("-o", "--output", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -48,19 +50,23 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_apply)
 
     p = command("plan", help="show how every key would be mapped, without writing")
-    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("rules", help=RULES_HELP)
     p.add_argument("source", help="checkpoint")
     p.add_argument("--no-target", action="store_true",
                    help="skip the target model check (no transformers import): map keys only")
     p.add_argument("--json", action="store_true", help="print the plan as JSON, for tools")
     p.set_defaults(run=_plan)
 
+    p = command("list", help="list the rule files that can be named: bundled ones and installed rule packs")
+    p.add_argument("--json", action="store_true", help="print the list as JSON, for tools")
+    p.set_defaults(run=_list)
+
     p = command("inspect", help="list a checkpoint's tensors and other entries")
     p.add_argument("source", help="checkpoint")
     p.set_defaults(run=_inspect)
 
     p = command("explain", help="show which rule maps a key, and why every other rule does not")
-    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("rules", help=RULES_HELP)
     p.add_argument("key", help="a source key, e.g. encoder.layers.0.fc1.weight")
     p.add_argument("--config", action="append", default=[], metavar="NAME=VALUE",
                    help="a source config value (YAML syntax), e.g. extractor_mode=layer_norm; repeatable")
@@ -68,9 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_explain)
 
     p = command("lint", help="find dead, overlapping and non-invertible rules, and unreachable targets")
-    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("rules", help=RULES_HELP)
     p.add_argument("source", nargs="?", help="a checkpoint whose keys count as exercising rules")
     p.add_argument("--no-target", action="store_true", help="skip the check against the target model's keys")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON, for tools")
     p.set_defaults(run=_lint)
 
     p = command("suggest", help="draft a rule file by pairing a checkpoint's keys with a target model's")
@@ -84,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_suggest)
 
     p = command("verify", help="compare the converted model with the original implementation, per layer")
-    p.add_argument("rules", help="rule file (YAML)")
+    p.add_argument("rules", help=RULES_HELP)
     p.add_argument("source", help="the original checkpoint")
     p.add_argument("converted", help="the folder `remap apply` wrote")
     p.add_argument("--audio", help="a 16 kHz mono 16-bit WAV file (default: one second of seeded noise)")
@@ -92,82 +99,96 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_verify)
 
     p = command("test", help="run the inline examples of rule files")
-    p.add_argument("rules", nargs="+", help="rule files, or folders of them")
+    p.add_argument("rules", nargs="+", help="rule files, folders of them, or rule file names")
+    p.add_argument("--json", action="store_true", help="print each failure as JSON, for tools")
     p.set_defaults(run=_test)
     return parser
 
 
 def _out(lines: Sequence[str]) -> None:
-    sys.stdout.write("\n".join(lines) + "\n")
+    """Print lines; text from files is escaped, so a key with control characters cannot span lines."""
+    sys.stdout.write("\n".join(escape(line) for line in lines) + "\n")
+
+
+def _json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from .compiler import compile_file
-    from .pipeline import prepare
+    from .io.shards import parse_size
+    from .pipeline import convert
     from .report import human_bytes
-    from .writer import check_destination, parse_size
 
-    out_dir = Path(args.output)
-    source = args.source
-    check_destination(out_dir, args.force, Path(source) if source else None)
     max_bytes = parse_size(args.max_shard_size) if args.max_shard_size else None
-    ruleset = compile_file(args.rules)
-    if source is None:
-        from .hub import fetch_default
-
-        source = fetch_default(ruleset)
-        check_destination(out_dir, args.force, Path(source))
-    prepared = prepare(ruleset, source)
-    if prepared.plan.problems:
-        raise PlanError([str(p) for p in prepared.plan.problems])
-    summary = _write_with_progress(prepared, out_dir, args.force, max_bytes)
-    print(f"wrote {summary.out_dir}: {summary.mapped} mapped, {summary.dropped} dropped, "
-          f"{summary.initialised} initialised, {human_bytes(summary.bytes_written)} written")
+    with _ProgressBar() as bar:
+        summary = convert(args.rules, args.source, args.output, force=args.force, max_shard_bytes=max_bytes,
+                          progress=bar.update)
+    _out([f"wrote {summary.out_dir}: {summary.mapped} mapped, {summary.dropped} dropped, "
+          f"{summary.initialised} initialised, {human_bytes(summary.bytes_written)} written"])
     return 0
 
 
-def _write_with_progress(prepared: object, out_dir: Path, force: bool, max_bytes: int | None) -> Any:
-    from tqdm import tqdm
+class _ProgressBar:
+    """A tqdm bar on stderr, created at the first tensor (when the total is known); silent off a terminal."""
 
-    from .pipeline import Prepared, output_tensors, write
-    from .writer import nbytes
+    def __init__(self) -> None:
+        self.bar: Any = None
 
-    assert isinstance(prepared, Prepared)
-    total = sum(nbytes(t.info) for t in output_tensors(prepared))
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="writing",
-              disable=None, leave=False, file=sys.stderr) as bar:
-        return write(prepared, out_dir, force=force, max_shard_bytes=max_bytes, on_tensor=bar.update)
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="writing",
+                            disable=None, leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
 
 
 def _plan(args: argparse.Namespace) -> int:
     from .pipeline import prepare
-    from .report import plan_lines
+    from .report import plan_json, plan_lines
 
     prepared = prepare(args.rules, args.source, with_target=not args.no_target)
     if args.json:
-        import json
-
-        from .report import plan_json
-
-        _out([json.dumps(plan_json(prepared.plan), indent=2)])
+        _json(plan_json(prepared.plan))
     else:
         _out(plan_lines(prepared.plan))
     return 1 if prepared.plan.problems else 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    from .catalog import available
+    from .report import rule_file_json, rule_file_lines
+
+    files = available()
+    if args.json:
+        _json(rule_file_json(files))
+    else:
+        _out(rule_file_lines(files))
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
+    from .io.readers import read_checkpoint
     from .report import inspect_lines
-    from .readers import read_checkpoint
 
     _out(inspect_lines(read_checkpoint(args.source)))
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from .compiler import compile_file
-    from .explain import explain_lines
+    from .authoring.explain import explain_lines
+    from .catalog import load
 
-    ruleset = compile_file(args.rules)
+    ruleset = load(args.rules)
     lines, code = explain_lines(ruleset, args.key, _config_values(args.config, ruleset.source.defaults),
                                 _shape(args.shape))
     _out(lines)
@@ -202,18 +223,22 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from .compiler import compile_file
-    from .lint import run_lint
+    from .authoring.lint import run_lint
+    from .catalog import load
 
-    findings = run_lint(compile_file(args.rules), args.source, with_target=not args.no_target)
+    findings = run_lint(load(args.rules), args.source, with_target=not args.no_target)
     warnings = sum(f.severity == "warning" for f in findings)
-    _out([str(f) for f in findings] + [f"{warnings} warnings, {len(findings) - warnings} notes"])
+    if args.json:
+        _json({"findings": [f.to_json() for f in findings], "warnings": warnings,
+               "notes": len(findings) - warnings})
+    else:
+        _out([str(f) for f in findings] + [f"{warnings} warnings, {len(findings) - warnings} notes"])
     return 1 if warnings else 0
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    from .readers import read_checkpoint
-    from .suggest import find_state_dict, load_config, suggest_draft
+    from .authoring.suggest import find_state_dict, load_config, suggest_draft
+    from .io.readers import read_checkpoint
 
     checkpoint = read_checkpoint(args.source)
     state_dict = args.state_dict if args.state_dict is not None else find_state_dict(checkpoint)
@@ -224,17 +249,17 @@ def _suggest(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text)
         except OSError as exc:
             raise OutputError(f"cannot write the draft: {exc.strerror}", args.output) from None
-        print(f"wrote {args.output}: {len(mapping)} of {total} source keys paired; see the TODO lines")
+        _out([f"wrote {args.output}: {len(mapping)} of {total} source keys paired; see the TODO lines"])
     else:
-        sys.stdout.write(text)
+        _out(text.rstrip("\n").split("\n"))
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .compiler import compile_file
+    from .catalog import load
     from .verify import verify
 
-    report = verify(compile_file(args.rules), Path(args.source), Path(args.converted),
+    report = verify(load(args.rules), Path(args.source), Path(args.converted),
                     Path(args.audio) if args.audio else None, args.tolerance)
     lines = [f"{name:>12}  max|diff| = {diff:.3g}" for name, diff in report.diffs.items()]
     verdict = "PARITY OK" if report.ok else "PARITY FAILED"
@@ -244,9 +269,11 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _rule_files(paths: Sequence[str]) -> list[Path]:
+def _rule_files(names: Sequence[str]) -> list[Path]:
+    from .catalog import find
+
     files: list[Path] = []
-    for name in paths:
+    for name in names:
         path = Path(name)
         if path.is_dir():
             found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
@@ -254,24 +281,29 @@ def _rule_files(paths: Sequence[str]) -> list[Path]:
                 raise RemapError("no rule files (*.yaml) in this folder", name)
             files += found
         else:
-            files.append(path)
+            files.append(find(name))
     return files
 
 
 def _test(args: argparse.Namespace) -> int:
-    from .compiler import compile_file
-    from .examples import run_examples
+    from .authoring.examples import run_examples
+    from .rules.compiler import compile_file
 
     passed = failed = 0
+    lines: list[str] = []
+    failures: list[Diagnostic] = []
     for path in _rule_files(args.rules):
-        outcomes = run_examples(compile_file(path))
-        for outcome in outcomes:
-            if not outcome.passed:
-                print(f"FAIL {outcome.describe()}")
-        ok = sum(o.passed for o in outcomes)
-        print(f"{path}: {ok} of {len(outcomes)} examples passed")
-        passed, failed = passed + ok, failed + len(outcomes) - ok
-    print(f"{passed} passed, {failed} failed")
+        ruleset = compile_file(path)
+        found = run_examples(ruleset)
+        failures += found
+        lines += [f"FAIL {f}" for f in found]
+        ok = len(ruleset.examples) - len(found)
+        lines.append(f"{path}: {ok} of {len(ruleset.examples)} examples passed")
+        passed, failed = passed + ok, failed + len(found)
+    if args.json:
+        _json({"passed": passed, "failed": failed, "failures": [f.to_json() for f in failures]})
+    else:
+        _out([*lines, f"{passed} passed, {failed} failed"])
     return 1 if failed else 0
 
 
@@ -297,21 +329,23 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"error: {len(exc.problems)} problem(s); nothing was written", file=sys.stderr)
+            _err(f"error: {problem}")
+        _err(f"error: {len(exc.problems)} problem(s); nothing was written")
         return 1
     except RemapError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        _err(f"error: {exc}")
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence keeps the one-line promise
+    except Exception as exc:
         if args.debug:
             raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"error: internal error: {type(exc).__name__}: {text} (rerun with --debug for a traceback)",
-              file=sys.stderr)
+        _err(f"error: internal error: {first_line(exc, with_type=True)} (rerun with --debug for a traceback)")
         return 1
+
+
+def _err(line: str) -> None:
+    print(escape(line), file=sys.stderr)

@@ -8,7 +8,12 @@ they also inherit the matching built-in exception, so callers that catch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,7 @@ class RemapError(Exception):
     def __init__(self, message: str, where: str | Loc | None = None) -> None:
         self.message = message
         self.where = str(where) if where is not None else None
+        self.loc = where if isinstance(where, Loc) else None
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -49,10 +55,10 @@ class ConfigError(RemapError, ValueError):
 class PlanError(RemapError, ValueError):
     """The plan has problems (unmapped, missing, duplicate, shape). Carries all of them."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Sequence[Diagnostic]) -> None:
+        self.problems = tuple(problems)
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"the conversion has {len(problems)} {noun}:\n" + "\n".join(problems))
+        super().__init__(f"the conversion has {len(problems)} {noun}:\n" + "\n".join(map(str, problems)))
 
 
 class OutputError(RemapError, OSError):

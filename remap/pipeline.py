@@ -1,30 +1,36 @@
-"""The conversion pipeline: compile -> read -> plan -> check -> write.
+"""The conversion pipeline: rule file -> read -> plan -> check -> write.
 
 `prepare()` does everything that can fail before a byte is written (reading
 the checkpoint's header data, mapping the config, building the target on the
 meta device, planning). `write()` then streams the tensors into an atomic
-output folder. `convert()` is both in one call.
+output folder. `convert()` is both in one call, and is what ``remap apply``
+runs. The pipeline is where a plan meets IO: it pairs each planned tensor
+with the function that produces its bytes.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .compiler import compile_file
+from . import catalog
 from .errors import PlanError
-from .materialize import copy_tensor, init_tensor
+from .io.hub import fetch_default
+from .io.materialize import copy_tensor, init_tensor
+from .io.outdir import check_destination, write_folder
+from .io.readers import read_checkpoint
+from .io.shards import write_weights
+from .io.source import Source, select_source
+from .io.writer import OutTensor, nbytes
 from .planner import Plan, plan
-from .rules import RuleSet, SourceSpec
-from .readers import read_checkpoint
-from .errors import SourceError
-from .source import Checkpoint, Source
+from .rules.model import RuleSet
 from .target import Target, build_target
-from .writer import OutTensor, check_destination, write_folder, write_weights
+
+Progress = Callable[[int, int], None]  # (bytes written so far, bytes to write in all)
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,11 @@ class Summary:
 
 
 def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target: bool = True) -> Prepared:
-    """Compile, read and plan; never writes. The plan may carry problems."""
-    ruleset = rules if isinstance(rules, RuleSet) else compile_file(rules)
+    """Compile (``rules`` is a RuleSet, a path or a rule file name), read and plan; never writes.
+
+    The plan may carry problems; `write()` refuses a plan that has any.
+    """
+    ruleset = catalog.load(rules)
     source = select_source(read_checkpoint(source_path), ruleset.source)
     env = ruleset.environment(source.config)
     target_config = ruleset.target_config(env)
@@ -61,21 +70,13 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
     return Prepared(ruleset, source, env, target_config, target, result)
 
 
-def select_source(checkpoint: Checkpoint, spec: SourceSpec) -> Source:
-    """The state dict and config of the first layout whose ``detect`` entries the checkpoint has."""
-    for layout in spec.layouts:
-        if all(checkpoint.has(path) for path in layout.detect):
-            return checkpoint.source(layout.state_dict, layout.config, layout.name)
-    wanted = "; ".join(f"{lay.name} needs {', '.join(lay.detect)}" for lay in spec.layouts)
-    found = ", ".join(checkpoint.top_level()) or "nothing"
-    raise SourceError(f"matches none of the rule file's layouts ({wanted}); its top-level entries are: {found}",
-                      checkpoint.path.name)
-
-
 def output_tensors(prepared: Prepared) -> list[OutTensor]:
     """Every tensor of the output, sorted by key, with a producer each."""
-    out = [OutTensor(e.target, e.info, partial(copy_tensor, e, prepared.source)) for e in prepared.plan.entries]
-    out += [OutTensor(i.target, i.info, partial(init_tensor, i)) for i in prepared.plan.inits if i.info]
+    tensors = prepared.source.tensors
+    out = [OutTensor(e.target, e.info, partial(copy_tensor, tensors[e.source], e.cast))
+           for e in prepared.plan.entries]
+    out += [OutTensor(i.target, i.info, partial(init_tensor, i.target, i.info, i.init.fill))
+            for i in prepared.plan.inits if i.info]
     return sorted(out, key=lambda t: t.key)
 
 
@@ -84,27 +85,40 @@ def metadata(prepared: Prepared) -> dict[str, str]:
             "remap.ruleset_sha256": prepared.ruleset.sha256, "remap.source": prepared.source.name}
 
 
+def _side_files(prepared: Prepared) -> dict[str, str]:
+    """config.json and, when the rule file declares one, preprocessor_config.json."""
+    assert prepared.target is not None
+    files = {"config.json": prepared.target.config_json}
+    pre = prepared.ruleset.preprocessor_config(prepared.env)
+    if pre is not None:
+        files["preprocessor_config.json"] = json.dumps(pre, indent=2, sort_keys=True) + "\n"
+    return files
+
+
 def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_shard_bytes: int | None = None,
-          on_tensor: Callable[[int], None] | None = None) -> Summary:
+          progress: Progress | None = None) -> Summary:
     """Write the output folder for a problem-free plan (sharded when ``max_shard_bytes`` is set)."""
     if prepared.plan.problems:
-        raise PlanError([str(p) for p in prepared.plan.problems])
+        raise PlanError(prepared.plan.problems)
     if prepared.target is None:
         raise ValueError("write() needs a plan checked against the target model")
     out_dir = Path(out_dir)
     tensors = output_tensors(prepared)
+    total = sum(nbytes(t.info) for t in tensors)
+    done = 0
     written = 0
+
+    def on_tensor(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
 
     def fill(tmp: Path) -> None:
         nonlocal written
         written = write_weights(tmp, tensors, metadata(prepared), max_shard_bytes, on_tensor)
-        assert prepared.target is not None
-        (tmp / "config.json").write_text(prepared.target.config_json)
-        written += len(prepared.target.config_json)
-        pre = prepared.ruleset.preprocessor_config(prepared.env)
-        if pre is not None:
-            text = json.dumps(pre, indent=2, sort_keys=True) + "\n"
-            (tmp / "preprocessor_config.json").write_text(text)
+        for name, text in _side_files(prepared).items():
+            (tmp / name).write_text(text)
             written += len(text)
 
     write_folder(out_dir, force, fill, prepared.source.path)
@@ -112,10 +126,18 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_s
     return Summary(out_dir, len(p.entries), len(p.drops), len(p.inits), written)
 
 
-def convert(rules: RuleSet | str | Path, source_path: str | Path, out_dir: str | Path, *,
-            force: bool = False, max_shard_bytes: int | None = None,
-            on_tensor: Callable[[int], None] | None = None) -> Summary:
-    """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic)."""
-    check_destination(Path(out_dir), force, Path(source_path))
-    return write(prepare(rules, source_path), out_dir, force=force, max_shard_bytes=max_shard_bytes,
-                 on_tensor=on_tensor)
+def convert(rules: RuleSet | str | Path, source_path: str | Path | None, out_dir: str | Path, *,
+            force: bool = False, max_shard_bytes: int | None = None, progress: Progress | None = None) -> Summary:
+    """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic).
+
+    With no ``source_path``, the rule file's default checkpoint is fetched
+    (``source.fetch``). The destination is checked before anything is read.
+    """
+    out = Path(out_dir)
+    check_destination(out, force, Path(source_path) if source_path is not None else None)
+    ruleset = catalog.load(rules)
+    if source_path is None:
+        source_path = fetch_default(ruleset.source, ruleset.path)
+        check_destination(out, force, source_path)
+    return write(prepare(ruleset, source_path), out, force=force, max_shard_bytes=max_shard_bytes,
+                 progress=progress)

@@ -11,17 +11,13 @@ import difflib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from .dtypes import DTYPES
-from .rules import Allow, Init, Rule, RuleSet
-
-
-class TensorInfo(NamedTuple):
-    """What planning knows about a tensor: its shape and dtype name (``float32``...)."""
-
-    shape: tuple[int, ...]
-    dtype: str
+from .diagnostics import Diagnostic
+from .errors import Loc, RuleError
+from .rules.expr import Expr
+from .rules.model import Allow, Init, Rule, RuleSet
+from .tensors import DTYPES, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -53,14 +49,11 @@ class InitEntry:
     init: Init
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
-    key: str
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+def problem(key: str, where: str | Loc, message: str) -> Diagnostic:
+    """A plan problem about ``key``, located at a rule (``file:line``) or a file."""
+    if isinstance(where, Loc):
+        return Diagnostic(where.file, message, "error", key, where.line)
+    return Diagnostic(where, message, "error", key)
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class Plan:
     drops: tuple[Drop, ...]
     inits: tuple[InitEntry, ...]
     allowed_missing: tuple[tuple[str, str], ...]  # (target key, where)
-    problems: tuple[Problem, ...] = field(default=())
+    problems: tuple[Diagnostic, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -89,8 +82,25 @@ def tensor_names(info: TensorInfo | None) -> dict[str, Any]:
     return {} if info is None else {"shape": tuple(info.shape), "dtype": info.dtype}
 
 
+def holds(condition: Expr | None, names: Mapping[str, Any], key: str, owner: str) -> bool:
+    """Whether a condition is true for ``key``.
+
+    A failing expression is a RuleError at the expression's ``file:line`` that
+    names the key and the rule (``owner``) it belongs to.
+    """
+    if condition is None:
+        return True
+    try:
+        return bool(condition.evaluate(names))
+    except RuleError as exc:
+        raise RuleError(f"{exc.message} (key '{key}', {owner})", exc.loc or exc.where) from None
+
+
 def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo | None = None) -> Resolution:
-    """Find the rules that apply to ``key`` (a tensor described by ``info``) under ``env``."""
+    """Find the rules that apply to ``key`` (a tensor described by ``info``) under ``env``.
+
+    A condition that fails to evaluate raises a RuleError naming the key, the expression and its ``file:line``.
+    """
     fired: list[tuple[Rule, dict[str, str]]] = []
     blocked: list[Rule] = []
     tensor = tensor_names(info)
@@ -98,7 +108,8 @@ def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo
         captures = rule.pattern.match(key)
         if captures is None:
             continue
-        if rule.when is None or rule.when.evaluate({**env, **tensor, **rule.pattern.typed(captures)}):
+        if holds(rule.when, {**env, **tensor, **rule.pattern.typed(captures)}, key,
+                 f"rule '{rule.label}' at {rule.loc}"):
             fired.append((rule, captures))
         else:
             blocked.append(rule)
@@ -109,7 +120,7 @@ def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, A
          target: Mapping[str, TensorInfo] | None = None, *, source_name: str = "source",
          target_name: str = "target") -> Plan:
     """Map every source key; check the result against ``target`` when it is given."""
-    problems: list[Problem] = []
+    problems: list[Diagnostic] = []
     entries, drops = _map_sources(ruleset, source, env, problems, source_name)
     _check_duplicates(entries, problems)
     inits: list[InitEntry] = []
@@ -124,27 +135,31 @@ def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, A
     else:
         inits = _literal_inits(ruleset, env)
     return Plan(tuple(sorted(entries, key=lambda e: e.target)), tuple(sorted(drops, key=lambda d: d.source)),
-                tuple(inits), tuple(allowed), tuple(sorted(set(problems))))
+                tuple(inits), tuple(allowed), tuple(sorted(set(problems), key=Diagnostic.by_key)))
 
 
 def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, Any],
-                 problems: list[Problem], source_name: str) -> tuple[list[Entry], list[Drop]]:
+                 problems: list[Diagnostic], source_name: str) -> tuple[list[Entry], list[Drop]]:
     entries: list[Entry] = []
     drops: list[Drop] = []
     for key, info in source.items():
-        res = resolve(ruleset, key, env, info)
+        try:
+            res = resolve(ruleset, key, env, info)
+        except RuleError as exc:
+            problems.append(problem(key, exc.loc or exc.where or source_name, exc.message))
+            continue
         if len(res.fired) > 1:
             where = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
-            problems.append(Problem(key, source_name, f"source key '{key}' matches {len(res.fired)} rules: "
+            problems.append(problem(key, source_name, f"source key '{key}' matches {len(res.fired)} rules: "
                                                       f"{where}; make their patterns or conditions exclusive"))
         elif not res.fired:
-            problems.append(Problem(key, source_name, _unmapped_message(key, res.blocked)))
+            problems.append(problem(key, source_name, _unmapped_message(key, res.blocked)))
         else:
             rule, captures = res.fired[0]
             if rule.target is None:
                 drops.append(Drop(key, rule))
             elif (rule.cast or info.dtype) not in DTYPES:
-                problems.append(Problem(key, str(rule.loc), f"'{key}' has dtype {info.dtype}, which safetensors "
+                problems.append(problem(key, rule.loc, f"'{key}' has dtype {info.dtype}, which safetensors "
                                                             "cannot store; add a cast"))
             else:
                 out = TensorInfo(tuple(info.shape), rule.cast or info.dtype)
@@ -161,32 +176,32 @@ def _unmapped_message(key: str, blocked: tuple[Rule, ...]) -> str:
     return msg
 
 
-def _check_duplicates(entries: list[Entry], problems: list[Problem]) -> None:
+def _check_duplicates(entries: list[Entry], problems: list[Diagnostic]) -> None:
     by_target: dict[str, list[Entry]] = {}
     for entry in entries:
         by_target.setdefault(entry.target, []).append(entry)
     for key, group in by_target.items():
         if len(group) > 1:
             sources = ", ".join(f"'{e.source}' ({e.rule.loc})" for e in sorted(group, key=lambda e: e.source))
-            problems.append(Problem(key, str(group[0].rule.loc),
+            problems.append(problem(key, group[0].rule.loc,
                                     f"{len(group)} source keys map to target '{key}': {sources}"))
 
 
-def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo], problems: list[Problem],
+def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo], problems: list[Diagnostic],
                           target_name: str) -> None:
     for e in entries:
         expected = target.get(e.target)
         if expected is None:
             close = difflib.get_close_matches(e.target, list(target), n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(Problem(e.source, str(e.rule.loc),
+            problems.append(problem(e.source, e.rule.loc,
                                     f"'{e.source}' maps to '{e.target}', which {target_name} does not have{hint}"))
         elif tuple(expected.shape) != tuple(e.info.shape):
-            problems.append(Problem(e.source, str(e.rule.loc),
+            problems.append(problem(e.source, e.rule.loc,
                                     f"shape mismatch: '{e.source}' is {list(e.info.shape)} but {target_name} "
                                     f"expects {list(expected.shape)} for '{e.target}'"))
         elif _kind(expected.dtype) != _kind(e.info.dtype):
-            problems.append(Problem(e.source, str(e.rule.loc),
+            problems.append(problem(e.source, e.rule.loc,
                                     f"dtype mismatch: '{e.source}' is {e.info.dtype} but {target_name} expects "
                                     f"a {_kind(expected.dtype)} tensor ({expected.dtype}) for '{e.target}'"))
 
@@ -202,8 +217,8 @@ def _active(entries: tuple[Init, ...] | tuple[Allow, ...], key: str, env: Mappin
     found = []
     for entry in entries:
         captures = entry.pattern.match(key)
-        if captures is not None and (entry.when is None or entry.when.evaluate(
-                {**env, **tensor_names(info), **entry.pattern.typed(captures)})):
+        names = {**env, **tensor_names(info), **entry.pattern.typed(captures)} if captures is not None else {}
+        if captures is not None and holds(entry.when, names, key, f"entry '{entry.pattern.text}' at {entry.loc}"):
             found.append(entry)
     return found
 
@@ -217,47 +232,56 @@ def _kind(dtype: str) -> str:
 
 
 def _fill_missing(ruleset: RuleSet, key: str, info: TensorInfo, dtype: str | None, env: Mapping[str, Any],
-                  inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Problem],
+                  inits: list[InitEntry], allowed: list[tuple[str, str]], problems: list[Diagnostic],
                   target_name: str) -> None:
     """A target key no rule produces: exactly one active init or allow_missing entry must cover it."""
-    covering = _active(ruleset.inits, key, env, info) + _active(ruleset.allows, key, env, info)
+    try:
+        covering = _active(ruleset.inits, key, env, info) + _active(ruleset.allows, key, env, info)
+    except RuleError as exc:
+        problems.append(problem(key, exc.loc or exc.where or target_name, exc.message))
+        return
     if len(covering) > 1:
         where = " and ".join(f"'{c.pattern.text}' ({c.loc})" for c in covering)
-        problems.append(Problem(key, str(covering[0].loc), f"{target_name} key '{key}' is covered by "
+        problems.append(problem(key, covering[0].loc, f"{target_name} key '{key}' is covered by "
                                                            f"{len(covering)} init/allow_missing entries: {where}; "
                                                            "make them exclusive"))
     elif covering and isinstance(covering[0], Init):
         init = covering[0]
         if init.fill == "eye" and (len(info.shape) != 2 or info.shape[0] != info.shape[1]):
-            problems.append(Problem(key, str(init.loc), f"cannot fill '{key}' with eye: its shape "
+            problems.append(problem(key, init.loc, f"cannot fill '{key}' with eye: its shape "
                                                         f"{list(info.shape)} is not square"))
         inits.append(InitEntry(key, TensorInfo(info.shape, init.dtype or dtype or info.dtype), init))
     elif covering:
         allowed.append((key, str(covering[0].loc)))
     else:
-        where = str(ruleset.target.class_loc or ruleset.path)
-        problems.append(Problem(key, where, f"{target_name} key '{key}' {list(info.shape)} is not "
-                                                   "produced by any rule; map a source key to it, or declare it "
-                                                   "under 'init' or 'allow_missing'"))
+        problems.append(problem(key, ruleset.target.class_loc or ruleset.path,
+                                f"{target_name} key '{key}' {list(info.shape)} is not produced by any rule; map a "
+                                "source key to it, or declare it under 'init' or 'allow_missing'"))
 
 
 def _check_inits_exist(ruleset: RuleSet, env: Mapping[str, Any], target: Mapping[str, TensorInfo],
-                       produced: set[str], problems: list[Problem], target_name: str) -> None:
+                       produced: set[str], problems: list[Diagnostic], target_name: str) -> None:
     """An active init must name a real target key that no rule already produces."""
     for init in ruleset.inits:
-        if not _literal(init) or (init.when is not None and not init.when.evaluate(env)):
+        if not _literal(init):
+            continue
+        try:
+            if not holds(init.when, env, init.pattern.text, f"init '{init.pattern.text}' at {init.loc}"):
+                continue
+        except RuleError as exc:
+            problems.append(problem(init.pattern.text, exc.loc or init.loc, exc.message))
             continue
         key = init.pattern.text
         if key not in target:
-            problems.append(Problem(key, str(init.loc), f"init key '{key}' is not in {target_name}"))
+            problems.append(problem(key, init.loc, f"init key '{key}' is not in {target_name}"))
         elif key in produced:
-            problems.append(Problem(key, str(init.loc), f"init key '{key}' is also produced by a rule; "
+            problems.append(problem(key, init.loc, f"init key '{key}' is also produced by a rule; "
                                                         "remove one of them"))
 
 
 def _literal_inits(ruleset: RuleSet, env: Mapping[str, Any]) -> list[InitEntry]:
     return [InitEntry(i.pattern.text, None, i) for i in ruleset.inits
-            if _literal(i) and (i.when is None or i.when.evaluate(env))]
+            if _literal(i) and holds(i.when, env, i.pattern.text, f"init '{i.pattern.text}' at {i.loc}")]
 
 
 def _literal(init: Init) -> bool:

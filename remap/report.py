@@ -1,12 +1,13 @@
-"""Text rendering for the CLI: plan tables, inspect listings, summaries."""
+"""Rendering for the CLI: plan tables, inspect listings, rule-file lists, summaries."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .catalog import RuleFile
+from .io.source import Checkpoint, Record, StoredTensor
 from .planner import Plan
-from .source import Checkpoint, Record, StoredTensor
 
 
 def human_bytes(n: int) -> str:
@@ -65,7 +66,7 @@ def plan_json(p: Plan) -> dict[str, Any]:
                          "dtype": i.info.dtype if i.info else None, "fill": i.init.fill, "rule": str(i.init.loc)}
                         for i in p.inits],
         "allowed_missing": [{"target": key, "rule": where} for key, where in p.allowed_missing],
-        "problems": [{"key": x.key, "where": x.where, "message": x.message} for x in p.problems],
+        "problems": [x.to_json() for x in p.problems],
     }
 
 
@@ -93,3 +94,17 @@ def inspect_lines(checkpoint: Checkpoint) -> list[str]:
     if others:
         lines += ["", "other entries:", *others]
     return lines
+
+
+def rule_file_lines(files: Sequence[RuleFile]) -> list[str]:
+    """``remap list``: one row per named rule file."""
+    if not files:
+        return ["no rule files found"]
+    rows = [(f.name, f.pack, f.target or "-", f.description if not f.error else f"does not compile: {f.error}")
+            for f in files]
+    return table(rows, ("name", "pack", "target", "description"))
+
+
+def rule_file_json(files: Sequence[RuleFile]) -> list[dict[str, Any]]:
+    return [{"name": f.name, "pack": f.pack, "path": str(f.path), "target": f.target or None,
+             "description": f.description, "error": f.error or None} for f in files]

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .diagnostics import first_line
 from .errors import ConfigError
-from .planner import TensorInfo
-from .rules import ConfigField
+from .rules.model import ConfigField
+from .tensors import TensorInfo
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,6 @@ def build_target(class_name: str, fields: tuple[ConfigField, ...], values: Mappi
     return target
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _model_class(name: str, where: str) -> Any:
     import transformers
 
@@ -127,7 +123,7 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
     try:
         config = config_cls(**values)
     except Exception as exc:  # noqa: BLE001 - transformers raises its own validation error types
-        raise ConfigError(f"{config_cls.__name__} rejected the mapped config: {_first_line(exc)}", where) from None
+        raise ConfigError(f"{config_cls.__name__} rejected the mapped config: {first_line(exc)}", where) from None
     config.architectures = [cls.__name__]
     logger = logging.getLogger("transformers")
     level = logger.level
@@ -137,7 +133,7 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
             model = cls(config)
     except Exception as exc:  # noqa: BLE001 - any model constructor failure is a config problem
         raise ConfigError(f"cannot build {cls.__name__} from the mapped config: "
-                          f"{type(exc).__name__}: {_first_line(exc)}", where) from None
+                          f"{first_line(exc, with_type=True)}", where) from None
     finally:
         logger.setLevel(level)
     tensors = {k: TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."))

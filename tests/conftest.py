@@ -78,3 +78,7 @@ def make_ckpt(tmp_path: Path):
         return path, model
 
     return make
+
+# tests/rulepack is a package to install (scripts/setup.sh), not tests: collecting it would put its
+# source folder on sys.path and shadow the installed copy that tests/test_catalog.py checks.
+collect_ignore = ["rulepack"]

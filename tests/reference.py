@@ -19,7 +19,7 @@ import torch
 with contextlib.redirect_stdout(io.StringIO()):
     from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
 
-from remap.adapters.distilhubert import hiddens  # noqa: E402 - s3prl's own forward pass, shared with verify
+from remap.verify.adapters.distilhubert import hiddens
 
 # s3prl builds its positional conv with the old weight-norm API on purpose: that is what its checkpoints hold.
 warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated", category=FutureWarning)

@@ -80,12 +80,12 @@ def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
 
 
 def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from remap.materialize import copy_tensor
+    from remap.io.materialize import copy_tensor
 
-    def explode(entry, source):
-        if entry.target.startswith("encoder.layers.1"):
+    def explode(stored, cast=None):
+        if stored.info.shape == (32, 32):  # the first attention weight written (keys are sorted)
             raise OSError(28, "No space left on device")
-        return copy_tensor(entry, source)
+        return copy_tensor(stored, cast)
 
     monkeypatch.setattr("remap.pipeline.copy_tensor", explode)
     out = tmp_path / "model"
@@ -177,6 +177,25 @@ def test_test_command_reports_a_wrong_example(cli, tmp_path: Path) -> None:
         "'encoder.layers.1.attention.o_proj.bias', got 'encoder.layers.1.attention.out_proj.bias' from rule "
         f"'encoder.layers.{{n:int}}.self_attn.{{proj:q|k|v|out}}_proj.{{param:weight|bias}}' ({rules}:{rule})")
     assert result.out.splitlines()[-1] == f"{example_count() - 1} passed, 1 failed"
+
+
+def test_test_lint_and_plan_speak_json_with_one_diagnostic_shape(cli, tmp_path: Path) -> None:
+    import json
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES.read_text().replace(
+        "      - encoder.layers.1.self_attn.out_proj.bias: encoder.layers.1.attention.out_proj.bias",
+        "      - encoder.layers.1.self_attn.out_proj.bias: encoder.layers.1.attention.o_proj.bias"))
+    tested = json.loads(cli("test", rules, "--json").out)
+    assert (tested["passed"], tested["failed"]) == (example_count() - 1, 1)
+    (failure,) = tested["failures"]
+    example = line_of(rules, "      - encoder.layers.1.self_attn.out_proj.bias:")
+    assert {k: failure[k] for k in ("file", "line", "severity", "key")} == {
+        "file": str(rules), "line": example, "severity": "error", "key": "encoder.layers.1.self_attn.out_proj.bias"}
+    assert failure["where"] == f"{rules}:{example}"
+    linted = json.loads(cli("lint", RULES, "--no-target", "--json").out)
+    assert linted["warnings"] == 0 and linted["notes"] == len(linted["findings"]) > 0
+    assert set(linted["findings"][0]) == set(failure) and {f["severity"] for f in linted["findings"]} == {"note"}
 
 
 @pytest.mark.parametrize("content, reason", [

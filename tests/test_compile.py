@@ -79,8 +79,8 @@ rules:
 def test_layouts_are_detected_by_their_entries(tmp_path: Path) -> None:
     import torch
 
-    from remap.pipeline import select_source
-    from remap.readers import read_checkpoint
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
 
     ruleset = compile_text(LAYOUTS, "multi.yaml")
     fairseq, s3prl, other = tmp_path / "f.pt", tmp_path / "s.pt", tmp_path / "o.pt"
@@ -103,8 +103,8 @@ def test_a_layout_needs_detect() -> None:
 def test_config_paths_merge_in_order_and_preprocessor_values_can_be_expressions(tmp_path: Path) -> None:
     import torch
 
-    from remap.pipeline import select_source
-    from remap.readers import read_checkpoint
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
 
     text = LAYOUTS.replace("config: cfg.model}", "config: [cfg.task, cfg.model]}").replace(
         "  defaults: {encoder_layers: 12}", "  defaults: {encoder_layers: 12, normalize: false}").replace(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remap.dispatch import RuleIndex
 from remap.errors import Loc
-from remap.patterns import compile_pattern, compile_regex
-from remap.rules import Rule
+from remap.rules.dispatch import RuleIndex
+from remap.rules.model import Rule
+from remap.rules.patterns import compile_pattern, compile_regex
 
 WORDS = ["a", "b", "fc1", "0", "1", "layers", "weight"]
 segment = st.one_of(st.sampled_from(WORDS), st.sampled_from(["{x}", "{n:int}", "*", "{p:a|b}", "{rest:path}", "**"]))

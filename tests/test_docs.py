@@ -37,8 +37,7 @@ def test_doc_rule_file(name: str, body: str, error: str | None) -> None:
         assert str(caught.value) == error
         return
     ruleset = compile_text(body, "docs.yaml")
-    failures = [o.describe() for o in run_examples(ruleset) if not o.passed]
-    assert failures == []
+    assert [str(failure) for failure in run_examples(ruleset)] == []
     ruleset.target_config(ruleset.environment({}))  # lets, requires and config expressions evaluate
 
 
@@ -69,7 +68,7 @@ def test_new_model_walkthrough_runs_as_written(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     steps = console_steps()
     assert [c.split()[1] for c, _ in steps if c.startswith("remap")] == [
-        "inspect", "suggest", "test", "lint", "explain", "plan", "apply"]
+        "inspect", "suggest", "test", "lint", "explain", "plan", "apply", "verify"]
     for command, expected in steps:
         argv = shlex.split(command)
         argv = [sys.executable, "-m", "remap", *argv[1:]] if argv[0] == "remap" else [sys.executable, *argv[1:]]

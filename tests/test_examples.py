@@ -25,12 +25,13 @@ rules:
 
 
 def failures(text: str) -> list[str]:
-    return [o.describe() for o in run_examples(compile_text(text, "ex.yaml")) if not o.passed]
+    return [str(failure) for failure in run_examples(compile_text(text, "ex.yaml"))]
 
 
 def test_passing_examples_pass() -> None:
-    outcomes = run_examples(compile_text(BASE, "ex.yaml"))
-    assert [o.passed for o in outcomes] == [True, True, True]
+    ruleset = compile_text(BASE, "ex.yaml")
+    assert len(ruleset.examples) == 3
+    assert run_examples(ruleset) == []
 
 
 def test_condition_that_blocks_an_expected_mapping_is_named() -> None:
@@ -98,3 +99,20 @@ def test_an_unexpected_error_is_reported_as_such() -> None:
     assert failures(text) == [
         "ex.yaml:19: example 'head.0.w': expected a drop, but 2 rules match: 'head.**' (ex.yaml:14) and "
         "'head.0.*' (ex.yaml:17)"]
+
+
+def test_a_file_level_example_config_applies_to_every_example() -> None:
+    """`example_config` sets what the defaults do not describe; an example's own `config` still wins."""
+    text = BASE.replace("  - drop: head.**", "  - drop: head.**\n    when: norm == 'layer'") + (
+        "example_config: {norm: layer}\n"
+        "examples:\n"
+        "  - conv.3.2.weight: conv.3.layer_norm.weight\n"
+        "  - {key: head.1.weight, config: {norm: group}, unmatched: true}\n")
+    ruleset = compile_text(text, "ex.yaml")
+    assert dict(ruleset.example_config) == {"norm": "layer"}
+    assert failures(text) == []
+    assert failures(text.replace("example_config: {norm: layer}\n", "")) == [  # the defaults say norm: group
+        "ex.yaml:17: example 'head.1.weight': expected a drop, but no rule applies; 'head.**' (ex.yaml:14): "
+        "condition `norm == 'layer'` is false",
+        "ex.yaml:19: example 'conv.3.2.weight': expected 'conv.3.layer_norm.weight', but no rule applies; "
+        "'conv.{i:int}.2.{p}' (ex.yaml:6): condition `i == 0 or norm == \"layer\"` is false (with i=3, p='weight')"]

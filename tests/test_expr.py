@@ -6,7 +6,7 @@ import pytest
 
 from remap import RuleError
 from remap.errors import Loc
-from remap.expr import compile_expr, list_expr
+from remap.rules.expr import compile_expr, list_expr
 
 LOC = Loc("e.yaml", 3)
 

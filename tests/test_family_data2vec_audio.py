@@ -1,5 +1,5 @@
 """data2vec audio: fairseq and s3prl checkpoints convert to transformers' Data2VecAudioModel, checked
-layer by layer against s3prl's own Data2VecAudioModel (remap.adapters.data2vec_audio)."""
+layer by layer against s3prl's own Data2VecAudioModel (remap.verify.adapters.data2vec_audio)."""
 
 from __future__ import annotations
 

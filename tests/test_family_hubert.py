@@ -63,7 +63,7 @@ def save(layout: str, path: Path, model: torch.nn.Module, config: dict[str, Any]
 
 
 def s3prl_outputs(model: torch.nn.Module, wave: torch.Tensor) -> dict[str, torch.Tensor]:
-    from remap.adapters.hubert import hiddens
+    from remap.verify.adapters.hubert import hiddens
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -109,8 +109,8 @@ def test_converted_model_matches_s3prl(variant: str, layout: str, cli, tmp_path:
 
 def test_layouts_are_detected(tmp_path: Path) -> None:
     from remap import compile_file
-    from remap.pipeline import select_source
-    from remap.readers import read_checkpoint
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
 
     rules = compile_file(RULES)
     model = build_s3prl(BASE)

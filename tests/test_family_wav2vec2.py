@@ -3,7 +3,7 @@
 Every checkpoint here is written from s3prl's own ``Wav2Vec2Model`` (random,
 perturbed weights) in the layout fairseq or s3prl saves, converted with
 ``remap apply``, and compared with ``remap.verify.verify``, whose reference
-side is s3prl's model (``remap.adapters.wav2vec2``/``wav2vec2_ctc``), never
+side is s3prl's model (``remap.verify.adapters.wav2vec2``/``wav2vec2_ctc``), never
 remap's own output.
 """
 
@@ -177,9 +177,9 @@ def converted_final_diff(ckpt: Path, out: Path) -> float:
     """max |diff| between s3prl's encoder output and Wav2Vec2ForCTC's encoder (wav2vec2) last_hidden_state."""
     from transformers import Wav2Vec2ForCTC
 
-    from remap.adapters.wav2vec2_ctc import reference
-    from remap.pipeline import select_source
-    from remap.readers import read_checkpoint
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
+    from remap.verify.adapters.wav2vec2_ctc import reference
 
     wave = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
     source = select_source(read_checkpoint(ckpt), compile_file(CTC_RULES).source)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from remap import compile_text
-from remap.lint import dead_and_dynamic, invertibility, overlaps, unreachable_targets
-from remap.planner import TensorInfo
+from remap.authoring.lint import dead_and_dynamic, invertibility, overlaps, unreachable_targets
+from remap.tensors import TensorInfo
 from tests.conftest import EXAMPLE, RULES
 
 SEEDED = """\

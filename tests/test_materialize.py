@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from remap.errors import Loc
-from remap.materialize import init_tensor
-from remap.patterns import compile_pattern
-from remap.planner import InitEntry, TensorInfo
-from remap.rules import Init
+from remap.io import materialize
+from remap.tensors import TensorInfo
 
 
-def entry(fill: str, shape: tuple[int, ...], dtype: str, key: str = "k") -> InitEntry:
-    return InitEntry(key, TensorInfo(shape, dtype), Init(Loc("r", 1), compile_pattern(key, Loc("r", 1)), fill))
+def init_tensor(spec: tuple[str, TensorInfo, str | float]) -> object:
+    return materialize.init_tensor(*spec)
+
+
+def entry(fill: str | float, shape: tuple[int, ...], dtype: str, key: str = "k") -> tuple[str, TensorInfo, str | float]:
+    return key, TensorInfo(shape, dtype), fill
 
 
 def as_torch(value: object, dtype: str) -> torch.Tensor:

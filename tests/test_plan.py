@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from remap import TensorInfo, compile_text, plan
-from remap.patterns import compile_pattern
 from remap.errors import Loc
+from remap.rules.patterns import compile_pattern
 
 PATTERN_CASES = yaml.safe_load((Path(__file__).parent / "cases" / "patterns.yaml").read_text())
 
@@ -178,3 +178,17 @@ def test_dtype_safetensors_cannot_store_is_an_error() -> None:
     p = toy_plan({"layers.0.fc.bias": info(4, dtype="complex128")}, None)
     assert [str(x) for x in p.problems] == [
         "toy.yaml:8: 'layers.0.fc.bias' has dtype complex128, which safetensors cannot store; add a cast"]
+
+
+def test_a_condition_failing_at_runtime_is_a_problem_naming_the_key_and_rule() -> None:
+    """`shape[1]` of a 1-D tensor: the plan goes on, and the problem says which key, expression and line."""
+    rules = RULES.replace('    when: norm == "layer" or i == 0', "    when: shape[1] == 4")
+    p = toy_plan({"conv.0.norm.weight": info(4), "conv.1.norm.weight": info(4, 4), "extra": info(1)}, None,
+                 rules=rules)
+    assert [str(x) for x in p.problems] == [
+        "toy.yaml:12: expression `shape[1] == 4` failed: IndexError: tuple index out of range (key "
+        "'conv.0.norm.weight', rule 'conv.{i:int}.norm.weight' at toy.yaml:10)",
+        "ckpt: source key 'extra' is not mapped by any rule; add a rule for it, or drop it explicitly"]
+    assert [e.source for e in p.entries] == ["conv.1.norm.weight"]
+    (failed, _) = p.problems
+    assert (failed.file, failed.line, failed.key, failed.severity) == ("toy.yaml", 12, "conv.0.norm.weight", "error")

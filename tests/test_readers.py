@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from remap import SourceError
-from remap.readers import read_checkpoint
-from remap.source import Record, StoredTensor
+from remap.io.readers import read_checkpoint
+from remap.io.source import Record, StoredTensor
 from tests.conftest import EXAMPLE, RULES
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
@@ -182,7 +182,7 @@ def test_fairseq_layout_loads_without_fairseq_and_keeps_config_readable(tmp_path
         for name in modules:
             del sys.modules[name]
     code = ("import sys, json\n"
-            "from remap.readers import read_checkpoint\n"
+            "from remap.io.readers import read_checkpoint\n"
             f"c = read_checkpoint({str(path)!r})\n"
             "d = c.select('task_state.dictionaries', 'x')[0]\n"
             "print(json.dumps({'model': c.select('cfg.model', 'x'), 'task': c.select('cfg.task', 'x'),\n"
@@ -285,7 +285,7 @@ def test_folder_without_a_clear_checkpoint_is_an_error(tmp_path: Path) -> None:
 
 def test_index_with_a_missing_shard_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "gone.safetensors"}}))
-    with pytest.raises(SourceError, match="shard 'gone.safetensors' listed in the index is missing"):
+    with pytest.raises(SourceError, match=r"shard 'gone\.safetensors' listed in the index is missing"):
         read_checkpoint(tmp_path)
 
 
@@ -302,7 +302,7 @@ def test_unsupported_tensor_kinds_stay_visible_but_are_not_convertible(tmp_path:
     ckpt = read_checkpoint(path)
     assert ckpt.tree["sd"]["c"] == Record("torch.Tensor", {"dtype": "unsupported", "shape": (2,)})
     assert ckpt.tree["sd"]["s"].class_name == "torch._utils._rebuild_sparse_tensor"
-    with pytest.raises(SourceError, match="state dict entry 'c' is a torch.Tensor, not a tensor"):
+    with pytest.raises(SourceError, match=r"state dict entry 'c' is a torch\.Tensor, not a tensor"):
         ckpt.source("sd", None)
 
 

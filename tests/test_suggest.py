@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from remap import compile_text, prepare, run_examples
-from remap.readers import read_checkpoint
-from remap.suggest import draft, find_state_dict
+from remap.authoring.suggest import draft, find_state_dict
+from remap.io.readers import read_checkpoint
 from tests.conftest import EXAMPLE, RULES, TINY
 
 

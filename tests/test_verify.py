@@ -68,7 +68,8 @@ def test_verify_needs_an_adapter(cli, tmp_path: Path) -> None:
     rules.write_text(RULES.read_text().replace("name: distilhubert", "name: mystery-model"))
     result = cli("verify", rules, EXAMPLE, tmp_path)
     assert result.err == (f"error: {rules}: no verify adapter for rule file 'mystery-model' "
-                          "(write remap/adapters/mystery_model.py)\n")
+                          "(write remap/verify/adapters/mystery_model.py, or register one under the entry point "
+                          "group remap.adapters)\n")
 
 
 def test_verify_wants_a_converted_folder(cli, tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
 
-from remap.planner import TensorInfo
-from remap.writer import OutTensor, write_safetensors
+from remap.io.writer import OutTensor, write_safetensors
+from remap.tensors import TensorInfo
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
           torch.int8, torch.uint8, torch.bool, torch.float8_e4m3fn, torch.float8_e5m2]
@@ -75,8 +75,8 @@ def test_views_sharing_one_storage_are_written_independently(tmp_path: Path) -> 
 def test_any_shard_size_round_trips_through_the_index(tmp_path_factory, specs, max_bytes: int) -> None:
     import json
 
-    from remap.readers import read_checkpoint
-    from remap.writer import write_weights
+    from remap.io.readers import read_checkpoint
+    from remap.io.shards import write_weights
 
     tensors = {f"t{i}": make(dtype, tuple(shape), seed) for i, (dtype, shape, seed) in enumerate(specs)}
     folder = tmp_path_factory.mktemp("shards")

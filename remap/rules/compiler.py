@@ -1,0 +1,357 @@
+"""Compile a YAML rule file into a frozen `RuleSet`, checking everything up front.
+
+Every schema problem (unknown field, bad pattern, unknown capture in a target,
+bad expression) raises `RuleError` with the ``file:line`` of the offending
+value, before any checkpoint is opened.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from ..errors import RuleError
+from ..tensors import TensorInfo
+from .expr import Expr, compile_expr
+from .model import (
+    DTYPES,
+    FILLS,
+    Allow,
+    ConfigField,
+    Example,
+    Expect,
+    Init,
+    Layout,
+    Requirement,
+    Rule,
+    RuleSet,
+    SourceSpec,
+    TargetSpec,
+)
+from .patterns import Pattern, compile_pattern, compile_regex, compile_template
+from .yamlnode import Node, load_yaml
+
+FORMAT_VERSION: Final = 1
+TOP_FIELDS: Final = ("remap", "name", "description", "source", "let", "requires", "target",
+                     "rules", "init", "allow_missing", "examples", "example_config")
+SOURCE_FIELDS: Final = ("state_dict", "config", "layouts", "defaults", "fetch")
+LAYOUT_FIELDS: Final = ("name", "detect", "state_dict", "config")
+TARGET_FIELDS: Final = ("class", "config", "preprocessor")
+RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
+INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
+ALLOW_FIELDS: Final = ("key", "when", "reason")
+EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "error", "config", "shape", "dtype")
+TENSOR_NAMES: Final = frozenset({"shape", "dtype"})
+
+
+def compile_file(path: str | Path) -> RuleSet:
+    """Read and compile a rule file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RuleError(f"cannot read rule file: {exc.strerror}", str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RuleError("rule file is not UTF-8 text", str(path)) from None
+    return compile_text(text, str(path), hashlib.sha256(data).hexdigest())
+
+
+def compile_text(text: str, filename: str = "<rules>", sha256: str | None = None) -> RuleSet:
+    """Compile rule-file text; ``filename`` is used in error locations."""
+    root = load_yaml(text, filename)
+    digest = sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _Compiler(filename).ruleset(root, digest)
+
+
+def _check_fields(node: Node, allowed: Iterable[str], what: str) -> None:
+    if not node.is_map:
+        raise RuleError(f"{what} must be a mapping", node.loc)
+    allowed = tuple(allowed)
+    for key, loc in node.key_locs.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
+            raise RuleError(f"unknown field '{key}' in {what}{hint}", loc)
+
+
+def _string(node: Node, what: str) -> str:
+    if not isinstance(node.value, str) or not node.value.strip():
+        raise RuleError(f"{what} must be a non-empty string", node.loc)
+    return node.value
+
+
+def _seq(node: Node | None, what: str) -> tuple[Node, ...]:
+    if node is None or node.value is None:
+        return ()
+    if not node.is_seq:
+        raise RuleError(f"{what} must be a list", node.loc)
+    return node.items
+
+
+class _Compiler:
+    """Holds the file name and the names expressions may use while compiling."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.names: frozenset[str] = frozenset()
+        self.defaults: frozenset[str] = frozenset()
+
+    def ruleset(self, root: Node, digest: str) -> RuleSet:
+        _check_fields(root, TOP_FIELDS, "the rule file")
+        self._version(root)
+        for required in ("name", "source", "target", "rules"):
+            if required not in root.children:
+                raise RuleError(f"missing required field '{required}'", root.loc)
+        source = self._source(root.children["source"])
+        self.names = self.defaults = frozenset(source.defaults)
+        lets = self._lets(root.children.get("let"))
+        requires = tuple(self._requirement(n) for n in _seq(root.children.get("requires"), "requires"))
+        rules_with_examples = [self._rule(n) for n in _seq(root.children["rules"], "rules")]
+        rules = tuple(rule for rule, _ in rules_with_examples)
+        examples = [ex for _, exs in rules_with_examples for ex in exs]
+        examples += [self._example(n, None) for n in _seq(root.children.get("examples"), "examples")]
+        example_config = self._config_values(root.children.get("example_config"), "example_config")
+        description = root.children.get("description")
+        return RuleSet(
+            name=_string(root.children["name"], "name"), path=self.filename, sha256=digest,
+            source=source, lets=lets, requires=requires,
+            target=self._target(root.children["target"]), rules=rules,
+            inits=tuple(self._init(n) for n in _seq(root.children.get("init"), "init")),
+            allows=tuple(self._allow(n) for n in _seq(root.children.get("allow_missing"), "allow_missing")),
+            examples=tuple(examples),
+            description=_string(description, "description") if description is not None else "",
+            example_config=MappingProxyType(example_config))
+
+    def _version(self, root: Node) -> None:
+        node = root.children.get("remap")
+        if node is None:
+            raise RuleError(f"missing 'remap: {FORMAT_VERSION}' (the rule format version)", root.loc)
+        if node.value != FORMAT_VERSION:
+            raise RuleError(f"unsupported rule format version {node.value!r}; this remap reads "
+                            f"version {FORMAT_VERSION}", node.loc)
+
+    def _source(self, node: Node) -> SourceSpec:
+        _check_fields(node, SOURCE_FIELDS, "source")
+        c = node.children
+        if ("state_dict" in c) == ("layouts" in c):
+            raise RuleError("source needs either 'state_dict' (the path of the weights in the checkpoint; '' "
+                            "for a plain state dict) or 'layouts'", node.loc)
+        defaults_node = c.get("defaults")
+        defaults = defaults_node.value if defaults_node is not None else {}
+        if not isinstance(defaults, dict):
+            raise RuleError("source.defaults must be a mapping", defaults_node.loc)  # type: ignore[union-attr]
+        repo = file = None
+        if "fetch" in c:
+            _check_fields(c["fetch"], ("repo", "file"), "source.fetch")
+            repo = _string(c["fetch"].children.get("repo", c["fetch"]), "source.fetch.repo")
+            file = _string(c["fetch"].children.get("file", c["fetch"]), "source.fetch.file")
+        if "layouts" in c:
+            layouts = tuple(self._layout(n, required=True) for n in _seq(c["layouts"], "source.layouts"))
+            if not layouts:
+                raise RuleError("source.layouts must list at least one layout", c["layouts"].loc)
+            names = [layout.name for layout in layouts]
+            if len(set(names)) != len(names):
+                raise RuleError("source.layouts has duplicate names", c["layouts"].loc)
+        else:
+            layouts = (self._layout(node, required=False),)
+        return SourceSpec(layouts, MappingProxyType(dict(defaults)), repo, file)
+
+    def _layout(self, node: Node, required: bool) -> Layout:
+        if required:
+            _check_fields(node, LAYOUT_FIELDS, "a layout")
+            for field in ("name", "detect", "state_dict"):
+                if field not in node.children:
+                    raise RuleError(f"a layout needs '{field}'", node.loc)
+        c = node.children
+        sd = c["state_dict"].value
+        if not isinstance(sd, str):
+            raise RuleError("state_dict must be a string", c["state_dict"].loc)
+        config = c["config"].value if "config" in c else None
+        if isinstance(config, list) and config and all(isinstance(p, str) and p for p in config):
+            config = tuple(config)
+        elif config is not None and not isinstance(config, str):
+            raise RuleError("config must be an entry path, or a list of them (merged in order, later wins)",
+                            c["config"].loc)
+        detect: tuple[str, ...] = ()
+        if required:
+            detect_node = c["detect"]
+            if not detect_node.is_seq or not detect_node.value or not all(
+                    isinstance(v, str) and v for v in detect_node.value):
+                raise RuleError("detect must be a non-empty list of entry paths", detect_node.loc)
+            detect = tuple(detect_node.value)
+        name = _string(c["name"], "layout name") if required else "default"
+        return Layout(name, detect, sd, config, node.loc)
+
+    def _lets(self, node: Node | None) -> tuple[tuple[str, Expr], ...]:
+        if node is None:
+            return ()
+        if not node.is_map:
+            raise RuleError("let must be a mapping of name: expression", node.loc)
+        lets = []
+        for name, child in node.children.items():
+            if not name.isidentifier():
+                raise RuleError(f"invalid let name '{name}'", node.key_locs[name])
+            lets.append((name, compile_expr(child.value, child.loc, self.names, f"let '{name}'")))
+            self.names = self.names | {name}
+        return tuple(lets)
+
+    def _requirement(self, node: Node) -> Requirement:
+        _check_fields(node, ("check", "message"), "a requirement")
+        if "check" not in node.children or "message" not in node.children:
+            raise RuleError("a requirement needs 'check' and 'message'", node.loc)
+        check = node.children["check"]
+        return Requirement(node.loc, compile_expr(check.value, check.loc, self.names, "check"),
+                           _string(node.children["message"], "message"))
+
+    def _target(self, node: Node) -> TargetSpec:
+        _check_fields(node, TARGET_FIELDS, "target")
+        model_class = _string(node.children.get("class", node), "target.class")
+        fields: list[ConfigField] = []
+        config = node.children.get("config")
+        if config is not None:
+            if not config.is_map:
+                raise RuleError("target.config must be a mapping", config.loc)
+            for name, child in config.children.items():
+                fields.append(self._config_field(name, child))
+        pre = node.children.get("preprocessor")
+        if pre is not None and not pre.is_map:
+            raise RuleError("target.preprocessor must be a mapping", pre.loc)
+        preprocessor = None
+        if pre is not None:
+            preprocessor = tuple(self._preprocessor_field(name, child) for name, child in pre.children.items())
+        class_loc = node.children["class"].loc if "class" in node.children else node.loc
+        return TargetSpec(model_class, tuple(fields), preprocessor, class_loc)
+
+    def _config_field(self, name: str, node: Node) -> ConfigField:
+        if isinstance(node.value, str):
+            return ConfigField(name, node.loc, compile_expr(node.value, node.loc, self.names,
+                                                            f"target config '{name}'"))
+        if node.is_map and set(node.children) == {"value"}:
+            return ConfigField(name, node.loc, None, node.value["value"])
+        if node.is_map:
+            raise RuleError(f"target config '{name}': use an expression string or {{value: ...}}", node.loc)
+        return ConfigField(name, node.loc, None, node.value)
+
+    def _preprocessor_field(self, name: str, node: Node) -> ConfigField:
+        """Written verbatim, except ``{expr: EXPRESSION}`` values, computed like target.config."""
+        if node.is_map and set(node.children) == {"expr"}:
+            child = node.children["expr"]
+            return ConfigField(name, node.loc, compile_expr(child.value, child.loc, self.names,
+                                                            f"preprocessor '{name}'"))
+        return ConfigField(name, node.loc, None, node.value)
+
+    def _pattern(self, node: Node, regex: bool = False) -> Pattern:
+        return compile_regex(node.value, node.loc) if regex else compile_pattern(node.value, node.loc)
+
+    def _when(self, node: Node | None, captures: Iterable[str] = ()) -> Expr | None:
+        """A condition sees config names, the pattern's captures, and the tensor's shape and dtype."""
+        if node is None:
+            return None
+        return compile_expr(node.value, node.loc, self.names | frozenset(captures) | TENSOR_NAMES, "condition")
+
+    def _rule(self, node: Node) -> tuple[Rule, list[Example]]:
+        if isinstance(node.value, dict) and set(node.children) & {"drop"} and isinstance(
+                node.value.get("drop"), str):
+            return self._drop_shorthand(node)
+        _check_fields(node, RULE_FIELDS, "a rule")
+        c = node.children
+        if ("from" in c) == ("regex" in c):
+            raise RuleError("a rule needs exactly one of 'from' (a key pattern) or 'regex'", node.loc)
+        pattern = self._pattern(c["from"]) if "from" in c else self._pattern(c["regex"], regex=True)
+        drop = "drop" in c and c["drop"].value is True
+        if "drop" in c and c["drop"].value is not True:
+            raise RuleError("'drop' must be true, or a pattern string on its own", c["drop"].loc)
+        if drop == ("to" in c):
+            raise RuleError(f"rule '{pattern.text}' needs exactly one of 'to' or 'drop: true'", node.loc)
+        target = None if drop else compile_template(c["to"].value, c["to"].loc, pattern.captures, pattern.text)
+        cast = None
+        if "cast" in c:
+            cast = c["cast"].value
+            if cast not in DTYPES:
+                raise RuleError(f"unknown dtype '{cast}' (allowed: {', '.join(sorted(DTYPES))})", c["cast"].loc)
+            if drop:
+                raise RuleError("a drop rule cannot cast", c["cast"].loc)
+        rule = Rule(node.loc, pattern, target, self._when(c.get("when"), pattern.captures), cast,
+                    str(c["reason"].value) if "reason" in c else "")
+        examples = [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
+        return rule, examples
+
+    def _drop_shorthand(self, node: Node) -> tuple[Rule, list[Example]]:
+        _check_fields(node, ("drop", "when", "reason", "examples"), "a drop rule")
+        c = node.children
+        pattern = self._pattern(c["drop"])
+        rule = Rule(node.loc, pattern, None, self._when(c.get("when"), pattern.captures), None,
+                    str(c["reason"].value) if "reason" in c else "")
+        return rule, [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
+
+    def _init(self, node: Node) -> Init:
+        _check_fields(node, INIT_FIELDS, "an init entry")
+        c = node.children
+        if "key" not in c or "fill" not in c:
+            raise RuleError("an init entry needs 'key' and 'fill'", node.loc)
+        fill = c["fill"].value
+        if isinstance(fill, bool) or (fill not in FILLS and not isinstance(fill, (int, float))):
+            raise RuleError(f"unknown fill '{fill}' (allowed: {', '.join(sorted(FILLS))}, or a number)",
+                            c["fill"].loc)
+        dtype = c["dtype"].value if "dtype" in c else None
+        if dtype is not None and dtype not in DTYPES:
+            raise RuleError(f"unknown dtype '{dtype}'", c["dtype"].loc)
+        pattern = self._pattern(c["key"])
+        return Init(node.loc, pattern, fill, self._when(c.get("when"), pattern.captures), dtype,
+                    str(c["reason"].value) if "reason" in c else "")
+
+    def _allow(self, node: Node) -> Allow:
+        if isinstance(node.value, str):
+            return Allow(node.loc, self._pattern(node))
+        _check_fields(node, ALLOW_FIELDS, "an allow_missing entry")
+        if "key" not in node.children:
+            raise RuleError("an allow_missing entry needs 'key'", node.loc)
+        pattern = self._pattern(node.children["key"])
+        return Allow(node.loc, pattern, self._when(node.children.get("when"), pattern.captures),
+                     str(node.children["reason"].value) if "reason" in node.children else "")
+
+    def _config_values(self, node: Node | None, what: str) -> dict[str, Any]:
+        """Source config values for examples: a mapping of names declared in source.defaults."""
+        if node is None:
+            return {}
+        if not node.is_map:
+            raise RuleError(f"{what} must be a mapping", node.loc)
+        for name in node.children:
+            if name not in self.defaults:
+                raise RuleError(f"{what} sets unknown name '{name}' (declare it in source.defaults)",
+                                node.key_locs[name])
+        return dict(node.value)
+
+    def _example(self, node: Node, rule: Rule | None) -> Example:
+        if node.is_map and len(node.children) == 1 and "key" not in node.children:
+            (key, target_node), = node.children.items()
+            if target_node.value is not None and not isinstance(target_node.value, str):
+                raise RuleError("example target must be a key string, or null for a drop", target_node.loc)
+            expect: Expect = "drop" if target_node.value is None else "to"
+            return Example(node.loc, key, expect, target_node.value, MappingProxyType({}), rule)
+        _check_fields(node, EXAMPLE_FIELDS, "an example")
+        c = node.children
+        key = _string(c.get("key", node), "example key")
+        outcomes = [k for k in ("to", "drop", "unmatched", "error") if k in c]
+        if len(outcomes) != 1:
+            raise RuleError("an example needs exactly one of 'to', 'drop: true', 'unmatched: true' or "
+                            "'error: TEXT'", node.loc)
+        expect = outcomes[0]
+        target = _string(c[expect], f"example {expect}") if expect in ("to", "error") else None
+        if expect in ("drop", "unmatched") and c[expect].value is not True:
+            raise RuleError(f"'{expect}' must be true", c[expect].loc)
+        config = self._config_values(c.get("config"), "example config")
+        shape = c["shape"].value if "shape" in c else None
+        if shape is not None and not (isinstance(shape, list) and all(isinstance(n, int) for n in shape)):
+            raise RuleError("example shape must be a list of integers", c["shape"].loc)
+        dtype = c["dtype"].value if "dtype" in c else "float32"
+        if dtype not in DTYPES:
+            raise RuleError(f"unknown dtype '{dtype}'", c["dtype"].loc)
+        info = TensorInfo(tuple(shape), dtype) if shape is not None else None
+        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule, info)
