@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${REMAP_VENV:-.venv}
 STAMP="$VENV/.remap-setup"
-WANT=$(cat constraints.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+WANT=$(cat constraints.txt pyproject.toml scripts/setup.sh tests/rulepack/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
     exit 0
 fi
@@ -19,7 +19,10 @@ trap 'echo "error: set-up failed; see $LOG" >&2; tail -20 "$LOG" >&2' ERR
 pip_install() { "$VENV/bin/python" -m pip --disable-pip-version-check install "$@" >>"$LOG" 2>&1; }
 # torch first and pinned: any other version pulls a multi-GB CUDA build.
 pip_install -c constraints.txt "torch==2.13.0"
-pip_install -c constraints.txt -e ".[test]"
+pip_install -c constraints.txt -e ".[test,dev]"
+# A rule pack registered through the `remap.rules` entry point, as another project ships one
+# (tests/test_catalog.py). Installed like a user would, not in editable mode.
+pip_install --no-deps ./tests/rulepack
 # s3prl declares torchaudio, whose only available build fails to load with this
 # torch and then breaks transformers' model imports. Its reference model code
 # (s3prl.upstream.*) needs only torch and numpy, so install it without deps.
