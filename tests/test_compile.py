@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -119,3 +120,66 @@ def test_config_paths_merge_in_order_and_preprocessor_values_can_be_expressions(
     env = ruleset.environment(source.config)
     assert ruleset.preprocessor_config(env) == {"feature_extractor_type": "Wav2Vec2FeatureExtractor",
                                                 "do_normalize": True}
+
+
+def _layouts_checkpoint(tmp_path: Path, tree: dict[str, Any]) -> Path:
+    import torch
+
+    path = tmp_path / "c.pt"
+    torch.save(tree, path)
+    return path
+
+
+TWO_LAYOUTS = """\
+remap: 1
+name: t
+source:
+  layouts:
+    - {name: pre, detect: [cfg, model], absent: [cfg.w2v_args], state_dict: model, config: cfg}
+    - {name: fine, detect: [cfg.w2v_args, model], state_dict: model, config: cfg.w2v_args}
+  defaults: {width: 1}
+target: {class: HubertModel}
+rules: [{drop: "**"}]
+"""
+
+
+def test_absent_entries_tell_two_layouts_apart(tmp_path: Path) -> None:
+    import torch
+
+    from remap.io import read_checkpoint, select_source
+
+    ruleset = compile_text(TWO_LAYOUTS, "t.yaml")
+    weights = {"w": torch.zeros(1)}
+    pre = _layouts_checkpoint(tmp_path, {"cfg": {"width": 2}, "model": weights})
+    fine = _layouts_checkpoint(tmp_path / "..", {"cfg": {"w2v_args": {"width": 3}}, "model": weights})
+    assert select_source(read_checkpoint(pre), ruleset.source).layout == "pre"
+    chosen = select_source(read_checkpoint(fine), ruleset.source)
+    assert (chosen.layout, chosen.config) == ("fine", {"width": 3})
+
+
+def test_a_checkpoint_matching_two_layouts_is_refused(tmp_path: Path) -> None:
+    import torch
+
+    from remap import SourceError
+    from remap.io import read_checkpoint, select_source
+
+    ruleset = compile_text(TWO_LAYOUTS.replace(", absent: [cfg.w2v_args]", ""), "t.yaml")
+    path = _layouts_checkpoint(tmp_path, {"cfg": {"w2v_args": {"width": 3}}, "model": {"w": torch.zeros(1)}})
+    with pytest.raises(SourceError, match=r"^c\.pt: matches several of the rule file's layouts \(pre and fine\)"):
+        select_source(read_checkpoint(path), ruleset.source)
+
+
+def test_a_config_without_any_declared_field_is_refused_not_defaulted(tmp_path: Path) -> None:
+    """fairseq-trainer files keep the model section under cfg.model: reading cfg would default everything."""
+    import torch
+
+    from remap import SourceError
+    from remap.io import read_checkpoint, select_source
+
+    ruleset = compile_text(TWO_LAYOUTS, "t.yaml")
+    path = _layouts_checkpoint(tmp_path, {"cfg": {"model": {"width": 2}, "task": {}}, "model": {"w": torch.zeros(1)}})
+    with pytest.raises(SourceError) as caught:
+        select_source(read_checkpoint(path), ruleset.source)
+    assert str(caught.value) == ("c.pt: the config at 'cfg' holds none of the fields the rule file declares "
+                                 "(expected some of: width); the model config is elsewhere in this file "
+                                 "(layout 'pre')")

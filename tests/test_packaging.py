@@ -6,8 +6,11 @@ example by name from outside the repository) is scripts/check_wheel.sh, run by C
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -234,11 +234,31 @@ def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
 
 
 def select_source(checkpoint: Checkpoint, spec: SourceSpec) -> Source:
-    """The state dict and config of the first layout whose ``detect`` entries the checkpoint has."""
-    for layout in spec.layouts:
-        if all(checkpoint.has(path) for path in layout.detect):
-            return checkpoint.source(layout.state_dict, layout.config, layout.name)
-    wanted = "; ".join(f"{lay.name} needs {', '.join(lay.detect)}" for lay in spec.layouts)
-    found = ", ".join(checkpoint.top_level()) or "nothing"
-    raise SourceError(f"matches none of the rule file's layouts ({wanted}); its top-level entries are: {found}",
-                      checkpoint.path.name)
+    """The state dict and config of the one layout whose ``detect`` entries the checkpoint has.
+
+    A checkpoint that matches no layout, or several, is refused. So is a layout whose config
+    holds none of the fields the rule file declares (``source.defaults``): every value would
+    silently fall back to a default.
+    """
+    matches = [layout for layout in spec.layouts
+               if all(checkpoint.has(p) for p in layout.detect) and not any(checkpoint.has(p) for p in layout.absent)]
+    if not matches:
+        wanted = "; ".join(layout.describe() for layout in spec.layouts)
+        found = ", ".join(checkpoint.top_level()) or "nothing"
+        raise SourceError(f"matches none of the rule file's layouts ({wanted}); its top-level entries are: "
+                          f"{found}", checkpoint.path.name)
+    if len(matches) > 1:
+        names = " and ".join(layout.name for layout in matches)
+        raise SourceError(f"matches several of the rule file's layouts ({names}); the rule file must tell them "
+                          "apart (see 'absent:' in docs/rules.md)", checkpoint.path.name)
+    layout = matches[0]
+    source = checkpoint.source(layout.state_dict, layout.config, layout.name)
+    declared = set(spec.defaults)
+    if layout.config is not None and declared and not declared & set(source.config):
+        paths = [layout.config] if isinstance(layout.config, str) else list(layout.config)
+        where = ", ".join(f"'{p}'" if p else "the top level" for p in paths)
+        expected = ", ".join(sorted(declared)[:6]) + (", ..." if len(declared) > 6 else "")
+        raise SourceError(f"the config at {where} holds none of the fields the rule file declares (expected "
+                          f"some of: {expected}); the model config is elsewhere in this file (layout "
+                          f"'{layout.name}')", checkpoint.path.name)
+    return source

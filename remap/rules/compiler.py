@@ -39,7 +39,7 @@ FORMAT_VERSION: Final = 1
 TOP_FIELDS: Final = ("remap", "name", "description", "source", "let", "requires", "target",
                      "rules", "init", "allow_missing", "examples", "example_config")
 SOURCE_FIELDS: Final = ("state_dict", "config", "layouts", "defaults", "fetch")
-LAYOUT_FIELDS: Final = ("name", "detect", "state_dict", "config")
+LAYOUT_FIELDS: Final = ("name", "detect", "absent", "state_dict", "config")
 TARGET_FIELDS: Final = ("class", "config", "preprocessor")
 RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
@@ -185,8 +185,14 @@ class _Compiler:
                     isinstance(v, str) and v for v in detect_node.value):
                 raise RuleError("detect must be a non-empty list of entry paths", detect_node.loc)
             detect = tuple(detect_node.value)
+        absent: tuple[str, ...] = ()
+        if "absent" in c:
+            absent_node = c["absent"]
+            if not absent_node.is_seq or not all(isinstance(v, str) and v for v in absent_node.value):
+                raise RuleError("absent must be a list of entry paths", absent_node.loc)
+            absent = tuple(absent_node.value)
         name = _string(c["name"], "layout name") if required else "default"
-        return Layout(name, detect, sd, config, node.loc)
+        return Layout(name, detect, sd, config, node.loc, absent)
 
     def _lets(self, node: Node | None) -> tuple[tuple[str, Expr], ...]:
         if node is None:

@@ -116,6 +116,12 @@ class Layout:
     state_dict: str
     config: str | tuple[str, ...] | None  # several paths are merged in order, later wins
     loc: Loc | None = None
+    absent: tuple[str, ...] = ()  # dotted paths that must not exist (or be None)
+
+    def describe(self) -> str:
+        """What this layout needs, for error messages: ``fairseq needs cfg, model (and no args)``."""
+        text = f"{self.name} needs {', '.join(self.detect) or 'nothing'}"
+        return text + (f" (and no {', '.join(self.absent)})" if self.absent else "")
 
 
 @dataclass(frozen=True)
