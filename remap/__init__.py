@@ -9,20 +9,24 @@ planning and never imports it (``tests/test_layers.py`` checks this):
     verify/         the original implementation vs the converted model; adapters/ per rule file
     catalog.py      rule files by name: bundled (rules/ -> remap._rules) and rule packs (entry points)
     report.py       plan tables, inspect listings, rule-file lists
-    planner.py      plan(): a pure function of keys, shapes and config -> Plan with diagnostics
+    planner.py      plan(): a pure function of keys, shapes and config -> Plan with diagnostics;
+      resolve.py      which rule applies to one key
+      expand.py       fired rules -> output Entries, each with the Recipe that makes it
+      reverse.py      a plan run backwards: the recipe that rebuilds each source tensor
     target.py       the transformers class on the meta device (config.json, keys, shapes), cached
-    io/             checkpoints in (readers, source), safetensors folders out (writer, shards, outdir)
-    rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, model, dispatch)
-    tensors.py      TensorInfo and dtype facts        } leaves: import nothing from remap
-    diagnostics.py  the one Diagnostic type; escape() }
-    errors.py       RemapError and its kinds; Loc     }
+    io/             checkpoints in (readers, source), safetensors folders out (execute, writer, shards, outdir)
+    rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, ops, model, dispatch)
+    recipes.py      Recipe and Step: one output tensor's program, as plain data with shapes }
+    tensors.py      TensorInfo and dtype facts                                            } leaves
+    diagnostics.py  the one Diagnostic type; escape()                                     }
+    errors.py       RemapError and its kinds; Loc                                         }
 
 Data flow::
 
     rule file --rules.compile_file--> RuleSet
     checkpoint --io.read_checkpoint--> Checkpoint --select_source--> Source (keys, shapes, where bytes are)
-    RuleSet + Source + Target --planner.plan--> Plan
-    Plan + Source --pipeline.write (io.materialize, io.writer, io.outdir)--> output folder
+    RuleSet + Source + Target --planner.plan--> Plan (entries with recipes)
+    Plan + Source --pipeline.write (io.execute, io.writer, io.outdir)--> output folder
 
 Library use::
 

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import catalog
+from .diagnostics import Diagnostic
 from .errors import PlanError
+from .expand import problem
+from .io.execute import first_difference, produce
+from .io.fills import init_tensor
 from .io.hub import fetch_default
-from .io.materialize import copy_tensor, init_tensor
 from .io.outdir import check_destination, write_folder
 from .io.readers import read_checkpoint
 from .io.shards import write_weights
@@ -67,14 +70,28 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
         target = build_target(ruleset.target.model_class, ruleset.target.config, target_config, where)
     result = plan(ruleset, source.infos, env, target.tensors if target else None,
                   source_name=str(source_path), target_name=target.name if target else "target")
-    return Prepared(ruleset, source, env, target_config, target, result)
+    return Prepared(ruleset, source, env, target_config, target, _check_copies(result, source))
+
+
+def _check_copies(result: Plan, source: Source) -> Plan:
+    """A dedup keeps one of several copies: they must be byte-identical (this reads those tensors)."""
+    problems = []
+    for entry in result.entries:
+        if entry.recipe.combine.kind == "dedup":
+            differs = first_difference(entry.recipe, source.tensors)
+            if differs is not None:
+                problems.append(problem(differs, entry.rule.loc, f"'{differs}' differs from '{entry.source}', but "
+                                                                 f"rule '{entry.rule.label}' keeps one copy of them "
+                                                                 "(dedup); the copies must be identical"))
+    if not problems:
+        return result
+    return replace(result, problems=tuple(sorted({*result.problems, *problems}, key=Diagnostic.by_key)))
 
 
 def output_tensors(prepared: Prepared) -> list[OutTensor]:
     """Every tensor of the output, sorted by key, with a producer each."""
     tensors = prepared.source.tensors
-    out = [OutTensor(e.target, e.info, partial(copy_tensor, tensors[e.source], e.cast))
-           for e in prepared.plan.entries]
+    out = [OutTensor(e.target, e.info, partial(produce, e.recipe, tensors)) for e in prepared.plan.entries]
     out += [OutTensor(i.target, i.info, partial(init_tensor, i.target, i.info, i.init.fill))
             for i in prepared.plan.inits if i.info]
     return sorted(out, key=lambda t: t.key)

@@ -14,24 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Diagnostic
-from .errors import Loc, RuleError
-from .rules.expr import Expr
+from .errors import RuleError
+from .expand import Entry, Match, expand, problem
+from .resolve import holds, resolve, tensor_names
 from .rules.model import Allow, Init, Rule, RuleSet
-from .tensors import DTYPES, TensorInfo
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One output tensor copied (and maybe cast) from one source tensor."""
-
-    source: str
-    target: str
-    info: TensorInfo  # the output's shape and dtype
-    rule: Rule
-
-    @property
-    def cast(self) -> str | None:
-        return self.rule.cast
+from .tensors import TensorInfo
 
 
 @dataclass(frozen=True)
@@ -49,13 +36,6 @@ class InitEntry:
     init: Init
 
 
-def problem(key: str, where: str | Loc, message: str) -> Diagnostic:
-    """A plan problem about ``key``, located at a rule (``file:line``) or a file."""
-    if isinstance(where, Loc):
-        return Diagnostic(where.file, message, "error", key, where.line)
-    return Diagnostic(where, message, "error", key)
-
-
 @dataclass(frozen=True)
 class Plan:
     entries: tuple[Entry, ...]
@@ -67,53 +47,6 @@ class Plan:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """What the rules say about one key: the firing rules and the ones whose condition failed."""
-
-    fired: tuple[tuple[Rule, dict[str, str]], ...]
-    blocked: tuple[Rule, ...]
-
-
-def tensor_names(info: TensorInfo | None) -> dict[str, Any]:
-    """What conditions see of the tensor itself: ``shape`` (a tuple) and ``dtype`` (a name)."""
-    return {} if info is None else {"shape": tuple(info.shape), "dtype": info.dtype}
-
-
-def holds(condition: Expr | None, names: Mapping[str, Any], key: str, owner: str) -> bool:
-    """Whether a condition is true for ``key``.
-
-    A failing expression is a RuleError at the expression's ``file:line`` that
-    names the key and the rule (``owner``) it belongs to.
-    """
-    if condition is None:
-        return True
-    try:
-        return bool(condition.evaluate(names))
-    except RuleError as exc:
-        raise RuleError(f"{exc.message} (key '{key}', {owner})", exc.loc or exc.where) from None
-
-
-def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo | None = None) -> Resolution:
-    """Find the rules that apply to ``key`` (a tensor described by ``info``) under ``env``.
-
-    A condition that fails to evaluate raises a RuleError naming the key, the expression and its ``file:line``.
-    """
-    fired: list[tuple[Rule, dict[str, str]]] = []
-    blocked: list[Rule] = []
-    tensor = tensor_names(info)
-    for rule in ruleset.index.candidates(key):
-        captures = rule.pattern.match(key)
-        if captures is None:
-            continue
-        if holds(rule.when, {**env, **tensor, **rule.pattern.typed(captures)}, key,
-                 f"rule '{rule.label}' at {rule.loc}"):
-            fired.append((rule, captures))
-        else:
-            blocked.append(rule)
-    return Resolution(tuple(fired), tuple(blocked))
 
 
 def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, Any],
@@ -140,8 +73,9 @@ def plan(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, A
 
 def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mapping[str, Any],
                  problems: list[Diagnostic], source_name: str) -> tuple[list[Entry], list[Drop]]:
-    entries: list[Entry] = []
+    """Each source key fires exactly one rule (or is dropped); then each rule makes its outputs."""
     drops: list[Drop] = []
+    fired: dict[int, tuple[Rule, list[Match]]] = {}
     for key, info in source.items():
         try:
             res = resolve(ruleset, key, env, info)
@@ -149,21 +83,19 @@ def _map_sources(ruleset: RuleSet, source: Mapping[str, TensorInfo], env: Mappin
             problems.append(problem(key, exc.loc or exc.where or source_name, exc.message))
             continue
         if len(res.fired) > 1:
-            where = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
+            where = " and ".join(f"'{f.rule.label}' ({f.rule.loc})" for f in res.fired)
             problems.append(problem(key, source_name, f"source key '{key}' matches {len(res.fired)} rules: "
                                                       f"{where}; make their patterns or conditions exclusive"))
         elif not res.fired:
             problems.append(problem(key, source_name, _unmapped_message(key, res.blocked)))
+        elif res.fired[0].rule.target is None:
+            drops.append(Drop(key, res.fired[0].rule))
         else:
-            rule, captures = res.fired[0]
-            if rule.target is None:
-                drops.append(Drop(key, rule))
-            elif (rule.cast or info.dtype) not in DTYPES:
-                problems.append(problem(key, rule.loc, f"'{key}' has dtype {info.dtype}, which safetensors "
-                                                            "cannot store; add a cast"))
-            else:
-                out = TensorInfo(tuple(info.shape), rule.cast or info.dtype)
-                entries.append(Entry(key, rule.target.render(captures), out, rule))
+            f = res.fired[0]
+            fired.setdefault(id(f.rule), (f.rule, []))[1].append(Match(key, f.captures, f.position))
+    entries: list[Entry] = []
+    for rule, matches in fired.values():
+        entries += expand(rule, matches, source, env, problems)
     return entries, drops
 
 
@@ -182,7 +114,8 @@ def _check_duplicates(entries: list[Entry], problems: list[Diagnostic]) -> None:
         by_target.setdefault(entry.target, []).append(entry)
     for key, group in by_target.items():
         if len(group) > 1:
-            sources = ", ".join(f"'{e.source}' ({e.rule.loc})" for e in sorted(group, key=lambda e: e.source))
+            ordered = sorted(group, key=lambda e: e.sources)
+            sources = ", ".join(f"'{' + '.join(e.sources)}' ({e.rule.loc})" for e in ordered)
             problems.append(problem(key, group[0].rule.loc,
                                     f"{len(group)} source keys map to target '{key}': {sources}"))
 
@@ -191,6 +124,7 @@ def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo]
                           target_name: str) -> None:
     for e in entries:
         expected = target.get(e.target)
+        made = f"'{e.source}'" if e.recipe.describe() == "copy" else f"'{e.target}' (made from '{e.source}')"
         if expected is None:
             close = difflib.get_close_matches(e.target, list(target), n=1, cutoff=0.6)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -198,11 +132,11 @@ def _check_against_target(entries: list[Entry], target: Mapping[str, TensorInfo]
                                     f"'{e.source}' maps to '{e.target}', which {target_name} does not have{hint}"))
         elif tuple(expected.shape) != tuple(e.info.shape):
             problems.append(problem(e.source, e.rule.loc,
-                                    f"shape mismatch: '{e.source}' is {list(e.info.shape)} but {target_name} "
+                                    f"shape mismatch: {made} is {list(e.info.shape)} but {target_name} "
                                     f"expects {list(expected.shape)} for '{e.target}'"))
         elif _kind(expected.dtype) != _kind(e.info.dtype):
             problems.append(problem(e.source, e.rule.loc,
-                                    f"dtype mismatch: '{e.source}' is {e.info.dtype} but {target_name} expects "
+                                    f"dtype mismatch: {made} is {e.info.dtype} but {target_name} expects "
                                     f"a {_kind(expected.dtype)} tensor ({expected.dtype}) for '{e.target}'"))
 
 

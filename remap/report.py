@@ -31,13 +31,21 @@ def shape_text(shape: Iterable[int] | None) -> str:
     return "?" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
+def sources_text(sources: Sequence[str]) -> str:
+    """One source key, ``a + b``, or ``first + 11 more`` for a long group."""
+    return " + ".join(sources) if len(sources) <= 3 else f"{sources[0]} + {len(sources) - 1} more"
+
+
 def plan_lines(p: Plan) -> list[str]:
     n = len(p.problems)
     lines = [f"summary: {len(p.entries)} mapped, {len(p.drops)} dropped, {len(p.inits)} initialised, "
              f"{len(p.allowed_missing)} allowed missing, {n} problem{'s' if n != 1 else ''}", ""]
-    rows = [(e.source, e.target, shape_text(e.info.shape), e.info.dtype + (" (cast)" if e.cast else ""),
-             str(e.rule.loc)) for e in p.entries]
-    lines += table(rows, ("source", "target", "shape", "dtype", "rule"))
+    with_ops = any(e.recipe.describe() != "copy" for e in p.entries)
+    rows = [(sources_text(e.sources), e.target, shape_text(e.info.shape),
+             e.info.dtype + (" (cast)" if e.cast else ""), str(e.rule.loc),
+             *([e.recipe.describe() if e.recipe.describe() != "copy" else ""] if with_ops else []))
+            for e in p.entries]
+    lines += table(rows, ("source", "target", "shape", "dtype", "rule", *(["ops"] if with_ops else [])))
     if p.drops:
         lines += ["", "dropped:"]
         lines += table([(d.source, str(d.rule.loc), d.rule.reason) for d in p.drops], ("source", "rule", "reason"))
@@ -59,8 +67,9 @@ def plan_json(p: Plan) -> dict[str, Any]:
     return {
         "summary": {"mapped": len(p.entries), "dropped": len(p.drops), "initialised": len(p.inits),
                     "allowed_missing": len(p.allowed_missing), "problems": len(p.problems)},
-        "mapped": [{"source": e.source, "target": e.target, "shape": list(e.info.shape), "dtype": e.info.dtype,
-                    "cast": e.cast, "rule": str(e.rule.loc)} for e in p.entries],
+        "mapped": [{"source": e.source, "sources": list(e.sources), "target": e.target, "shape": list(e.info.shape),
+                    "dtype": e.info.dtype, "cast": e.cast, "rule": str(e.rule.loc), "ops": e.recipe.describe(),
+                    "exact": e.recipe.exact} for e in p.entries],
         "dropped": [{"source": d.source, "rule": str(d.rule.loc), "reason": d.rule.reason} for d in p.drops],
         "initialised": [{"target": i.target, "shape": list(i.info.shape) if i.info else None,
                          "dtype": i.info.dtype if i.info else None, "fill": i.init.fill, "rule": str(i.init.loc)}

@@ -80,14 +80,14 @@ def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
 
 
 def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from remap.io.materialize import copy_tensor
+    from remap.io.execute import produce
 
-    def explode(stored, cast=None):
-        if stored.info.shape == (32, 32):  # the first attention weight written (keys are sorted)
+    def explode(recipe, tensors):
+        if recipe.inputs[0].startswith("encoder.layers.1"):
             raise OSError(28, "No space left on device")
-        return copy_tensor(stored, cast)
+        return produce(recipe, tensors)
 
-    monkeypatch.setattr("remap.pipeline.copy_tensor", explode)
+    monkeypatch.setattr("remap.pipeline.produce", explode)
     out = tmp_path / "model"
     result = cli("apply", RULES, EXAMPLE, "-o", out)
     assert (result.code, result.err) == (1, f"error: {out}: writing failed: No space left on device\n")
@@ -390,9 +390,9 @@ def test_plan_json_has_the_same_accounting(cli) -> None:
     data = json.loads(result.out)
     assert data["summary"] == {"mapped": 48, "dropped": 4, "initialised": 1, "allowed_missing": 0, "problems": 0}
     weight_g = next(m for m in data["mapped"] if m["source"] == "encoder.pos_conv.0.weight_g")
-    assert weight_g == {"source": "encoder.pos_conv.0.weight_g",
+    assert weight_g == {"source": "encoder.pos_conv.0.weight_g", "sources": ["encoder.pos_conv.0.weight_g"],
                         "target": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
-                        "shape": [1, 1, 16], "dtype": "float32", "cast": None,
+                        "shape": [1, 1, 16], "dtype": "float32", "cast": None, "ops": "copy", "exact": True,
                         "rule": f"{RULES}:{line_of(RULES, '  - from: encoder.pos_conv.0.weight_g')}"}
     assert data["initialised"][0]["target"] == "masked_spec_embed" and data["problems"] == []
 

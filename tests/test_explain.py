@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from remap import compile_file
 from tests.conftest import RULES, line_of
 
@@ -44,3 +46,17 @@ def test_explain_rejects_unknown_config_names(cli) -> None:
     result = cli("explain", RULES, "x", "--config", "extractor_mod=layer_norm")
     assert result.code == 1
     assert result.err.startswith("error: --config extractor_mod: not a source config value of this rule file (known: ")
+
+
+def test_explain_with_a_shape_shows_each_output_of_an_op(cli, tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text("remap: 1\nname: r\nsource: {state_dict: ''}\ntarget: {class: HubertModel}\nrules:\n"
+                     "  - from: l.{i:int}.in_proj\n    split: 0\n    to: ['l.{i}.q', 'l.{i}.k']\n")
+    result = cli("explain", rules, "l.3.in_proj", "--shape", "6,2")
+    assert result.out.splitlines()[:4] == [
+        "l.3.in_proj -> l.3.q, l.3.k", f"  by rule 'l.{{i:int}}.in_proj' ({rules}:6)",
+        "  l.3.q: [3, 2] by slice(0, 0, 3)", "  l.3.k: [3, 2] by slice(0, 3, 6)"]
+    odd = cli("explain", rules, "l.3.in_proj", "--shape", "5,2")
+    assert odd.out.splitlines()[2] == ("  cannot apply its ops to shape [5, 2]: rule 'l.{i:int}.in_proj' cannot make "
+                                       "its targets from 'l.3.in_proj': cannot split dim 0 of size 5 into 2 equal "
+                                       "parts")

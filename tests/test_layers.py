@@ -21,25 +21,34 @@ ALLOWED: dict[str, set[str]] = {
     "errors": {"diagnostics"},
     "tensors": set(),
     "version": set(),
-    "rules": {"errors", "tensors"},
-    "io": {"errors", "diagnostics", "tensors", "rules"},
-    "planner": {"errors", "diagnostics", "tensors", "rules"},
+    "recipes": {"tensors"},
+    "rules": {"errors", "tensors", "recipes"},
+    "io": {"errors", "diagnostics", "tensors", "recipes", "rules"},
+    "resolve": {"errors", "tensors", "rules"},
+    "expand": {"errors", "diagnostics", "tensors", "recipes", "rules"},
+    "planner": {"errors", "diagnostics", "tensors", "rules", "resolve", "expand"},
+    "reverse": {"errors", "tensors", "recipes", "expand"},
     "target": {"errors", "diagnostics", "tensors", "rules", "version"},
     "catalog": {"errors", "diagnostics", "rules"},
-    "pipeline": {"errors", "diagnostics", "tensors", "rules", "io", "planner", "target", "catalog"},
-    "authoring": {"errors", "diagnostics", "tensors", "rules", "io", "planner", "target"},
+    "pipeline": {"errors", "diagnostics", "tensors", "recipes", "rules", "io", "planner", "expand", "target",
+                 "catalog"},
+    "authoring": {"errors", "diagnostics", "tensors", "recipes", "rules", "io", "resolve", "expand", "planner",
+                  "target"},
     "verify": {"errors", "diagnostics", "tensors", "rules", "io"},
-    "report": {"errors", "diagnostics", "tensors", "rules", "io", "planner", "catalog"},
+    "report": {"errors", "diagnostics", "tensors", "recipes", "rules", "io", "expand", "planner", "catalog"},
     "cli": {"errors", "diagnostics", "tensors", "rules", "io", "planner", "target", "catalog", "pipeline",
             "authoring", "verify", "report", "version"},
-    "__init__": {"errors", "diagnostics", "tensors", "rules", "io", "planner", "target", "catalog", "pipeline",
-                 "authoring", "verify", "report", "version"},
+    "__init__": {"errors", "diagnostics", "tensors", "recipes", "rules", "io", "resolve", "expand", "planner",
+                 "target", "catalog", "pipeline", "authoring", "verify", "report", "version"},
     "__main__": {"cli"},
 }
 # Inside the rule language, the same idea one level down.
 RULES_ALLOWED: dict[str, set[str]] = {
-    "yamlnode": set(), "patterns": set(), "expr": set(), "dispatch": {"patterns"},
-    "model": {"dispatch", "expr", "patterns"}, "compiler": {"yamlnode", "patterns", "expr", "model"},
+    "yamlnode": set(), "patterns": set(), "expr": set(), "dispatch": {"patterns"}, "schema": {"yamlnode"},
+    "ops": {"expr"}, "model": {"dispatch", "expr", "patterns", "ops"},
+    "reversibility": {"model", "patterns"},
+    "compile_rule": {"yamlnode", "schema", "patterns", "expr", "ops", "model"},
+    "compiler": {"yamlnode", "schema", "patterns", "expr", "model", "compile_rule"},
     "__init__": {"compiler", "model"},
 }
 # IO may use the rule objects (a layout says where the weights are), never the compiler.
@@ -79,7 +88,7 @@ def part(module: str) -> str:
 
 
 def resolve_target(module: str) -> str:
-    """``remap.io.materialize.copy_tensor`` names a function; the module is what exists on disk."""
+    """``remap.io.execute.produce`` names a function; the module is what exists on disk."""
     pieces = module.split(".")
     while pieces:
         candidate = PACKAGE.parent.joinpath(*pieces)

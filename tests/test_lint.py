@@ -86,7 +86,8 @@ def test_invertibility_notes() -> None:
     assert found == [
         "s.yaml:22: note: rule 'heads\\.(?P<i>\\d+)\\b.*' is a raw regex; its inverse cannot be derived",
         "s.yaml:24: note: rule 'heads.{i}.{rest:path}' is many-to-one: its pattern has parts the target does not keep",
-        "s.yaml:28: note: rule 'unused.{x}.{y}' is many-to-one: its pattern has parts the target does not keep"]
+        "s.yaml:28: note: rule 'unused.{x}.{y}' is many-to-one: its pattern has parts the target does not keep",
+        "s.yaml:28: note: rule 'unused.{x}.{y}' casts to float16, which may lose precision"]
 
 
 def test_unreachable_target_keys() -> None:
@@ -108,7 +109,7 @@ def test_lint_command_exits_1_on_warnings(cli, tmp_path: Path) -> None:
     seeded.write_text(SEEDED)
     result = cli("lint", seeded, "--no-target")
     assert result.code == 1
-    assert result.out.splitlines()[-1] == "4 warnings, 4 notes"
+    assert result.out.splitlines()[-1] == "4 warnings, 5 notes"  # the cast is a note of its own
 
 
 def test_unmapped_source_keys_are_warnings() -> None:
@@ -134,3 +135,49 @@ def test_target_check_is_skipped_with_a_note_when_defaults_are_not_convertible(c
     result = cli("lint", rules)
     assert (f"{rules}:6: note: target check skipped: unsupported source: needs mode b (check `mode == 'b'`); "
             "pass a SOURCE checkpoint") in result.out.splitlines()
+
+
+OPS_RULES = """\
+remap: 1
+name: ops
+source: {state_dict: "", defaults: {n: 2}}
+target: {class: HubertModel}
+rules:
+  - from: a.{i:int}
+    to: b.{i - 1}
+  - from: c.{i:int}
+    to: d.{i // 3}
+  - from: e.{i:int}
+    to: f.{i // 3}.{i % 3}
+  - from: ["g.{i:int}.weight_g", "g.{i:int}.weight_v"]
+    fold_weight_norm: 0
+    to: g.{i}.weight
+  - from: h
+    to: h2
+    ops: [{reshape: [-1]}]
+  - from: r.{l:int}
+    dedup: l
+    to: r
+  - from: s.{l:int}
+    dedup: {over: l, count: n}
+    to: s
+"""
+
+
+def test_ops_that_a_reverse_conversion_cannot_undo_exactly_are_named() -> None:
+    found = messages(invertibility(compile_text(OPS_RULES, "o.yaml")))
+    assert found == [
+        "o.yaml:8: note: rule 'c.{i:int}' is many-to-one: its pattern has parts the target does not keep",
+        "o.yaml:12: note: rule 'g.{i:int}.weight_g + g.{i:int}.weight_v' uses fold_weight_norm, which is numeric "
+        "(weight = g * v / |v|), not byte-invertible",
+        "o.yaml:17: note: rule 'h' has a reshape without 'back:', so a reverse conversion cannot undo it",
+        "o.yaml:18: note: rule 'r.{l:int}' deduplicates without 'count', so a reverse conversion does not know how "
+        "many copies to write"]
+
+
+def test_lint_sees_every_source_pattern_of_a_multi_source_rule(cli, tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(OPS_RULES + "  - from: g.0.weight_v\n    to: stray\n")
+    result = cli("lint", rules, "--no-target")
+    assert ("rules 'g.{i:int}.weight_g + g.{i:int}.weight_v' (" in result.out
+            and "both match keys like 'g.0.weight_v'" in result.out), result.out

@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..diagnostics import Diagnostic
 from ..errors import Loc, RemapError
-from ..planner import resolve, tensor_names
+from ..expand import Match, expand
+from ..resolve import Fired, resolve, tensor_names
 from ..rules.model import Rule, RuleSet
 from ..rules.patterns import Pattern, compile_pattern
 from ..tensors import TensorInfo
@@ -52,14 +54,24 @@ def pattern_miss(pattern: Pattern, key: str) -> tuple[str, int]:
 
 
 def why_not(rule: Rule, key: str, env: Mapping[str, Any], info: TensorInfo | None = None) -> Miss | None:
-    """None when ``rule`` applies to ``key``; else what failed."""
-    captures = rule.pattern.match(key)
+    """None when ``rule`` applies to ``key``; else what failed (for the source pattern that came closest)."""
+    misses = []
+    for pattern in rule.patterns:
+        miss = _why_not(rule, pattern, key, env, info)
+        if miss is None:
+            return None
+        misses.append(miss)
+    return max(misses, key=lambda m: m.matched)
+
+
+def _why_not(rule: Rule, pattern: Pattern, key: str, env: Mapping[str, Any], info: TensorInfo | None) -> Miss | None:
+    captures = pattern.match(key)
     if captures is None:
-        reason, matched = pattern_miss(rule.pattern, key)
+        reason, matched = pattern_miss(pattern, key)
         return Miss(rule, reason, matched)
     if rule.when is None:
         return None
-    typed = rule.pattern.typed(captures)
+    typed = pattern.typed(captures)
     try:
         ok = rule.when.evaluate({**env, **tensor_names(info), **typed})
     except RemapError as exc:
@@ -82,6 +94,19 @@ def describe(miss: Miss) -> str:
     return f"'{miss.rule.label}' ({miss.rule.loc}): {miss.reason}"
 
 
+def _ops_lines(ruleset: RuleSet, fired: Fired, key: str, info: TensorInfo | None,
+               env: Mapping[str, Any]) -> list[str]:
+    """For a rule with ops and a given shape: each output's shape and the steps that make it."""
+    rule = fired.rule
+    if rule.target is None or info is None or len(rule.patterns) > 1:
+        return []
+    problems: list[Diagnostic] = []
+    entries = expand(rule, [Match(key, fired.captures, fired.position)], {key: info}, env, problems)
+    if problems:
+        return [f"  cannot apply its ops to shape {list(info.shape)}: {problems[0].message}"]
+    return [f"  {e.target}: {list(e.info.shape)} by {e.recipe.describe()}" for e in entries]
+
+
 def explain_lines(ruleset: RuleSet, key: str, config: Mapping[str, Any],
                   shape: tuple[int, ...] | None = None) -> tuple[list[str], int]:
     """``remap explain``: the outcome for ``key``, then why every other rule did not apply."""
@@ -89,18 +114,19 @@ def explain_lines(ruleset: RuleSet, key: str, config: Mapping[str, Any],
     info = TensorInfo(shape, "float32") if shape is not None else None
     res = resolve(ruleset, key, env, info)
     if len(res.fired) == 1:
-        rule, captures = res.fired[0]
-        outcome = "dropped" if rule.target is None else f"-> {rule.target.render(captures)}"
+        rule, captures = res.fired[0].rule, res.fired[0].captures
+        outcome = "dropped" if rule.target is None else f"-> {', '.join(rule.render_targets(captures))}"
         lines = [f"{key} {outcome}", f"  by rule '{rule.label}' ({rule.loc})"]
         lines += [f"  reason: {rule.reason}"] if rule.reason else []
+        lines += _ops_lines(ruleset, res.fired[0], key, info, env)
         code = 0
     elif res.fired:
         lines = [f"{key}: {len(res.fired)} rules apply, which is an error:"]
-        lines += [f"  '{r.label}' ({r.loc})" for r, _ in res.fired]
+        lines += [f"  '{f.rule.label}' ({f.rule.loc})" for f in res.fired]
         code = 1
     else:
         lines, code = [f"{key}: no rule applies"], 1
-    fired = {id(r) for r, _ in res.fired}
+    fired = {id(f.rule) for f in res.fired}
     others = [m for m in near_misses(ruleset, key, env, info, limit=None) if id(m.rule) not in fired]
     if others:
         lines += ["other rules, closest first:"] + [f"  {describe(m)}" for m in others]

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import collections
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..diagnostics import Diagnostic, Severity
 from ..errors import Loc, RemapError
 from ..io import read_checkpoint, select_source
-from ..planner import resolve
+from ..resolve import resolve
 from ..rules.model import Rule, RuleSet
-from ..rules.patterns import Pattern
+from ..rules.patterns import Template
+from ..rules.reversibility import reasons
 from ..target import build_target
 from ..tensors import TensorInfo
 
@@ -36,8 +38,9 @@ def _order(finding: Diagnostic) -> tuple[int, str, str, str]:
     return finding.line, finding.where, finding.severity, finding.message
 
 
-def _automaton(pattern: Pattern) -> Any:
-    return _regex_automaton(pattern.regex.pattern)
+def _automaton(rule: Rule) -> Any:
+    """The language of every source key a rule's patterns match (their union)."""
+    return _regex_automaton("|".join(f"(?:{p.regex.pattern})" for p in rule.patterns))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -88,14 +91,22 @@ def _configs(ruleset: RuleSet, source_config: Mapping[str, Any] | None) -> list[
     return envs
 
 
+def _typed_match(rule: Rule, key: str) -> dict[str, Any]:
+    """The typed captures of the first of ``rule``'s source patterns that matches ``key``."""
+    for pattern in rule.patterns:
+        captures = pattern.match(key)
+        if captures is not None:
+            return pattern.typed(captures)
+    raise AssertionError(f"{key!r} matches no pattern of {rule.label}")
+
+
 def _both_apply(a: Rule, b: Rule, key: str, envs: list[dict[str, Any]]) -> bool | None:
     """Do both rules apply to ``key`` in some config? None when a condition needs what we lack (shape)."""
-    ca, cb = a.pattern.match(key), b.pattern.match(key)
-    assert ca is not None and cb is not None
+    ca, cb = _typed_match(a, key), _typed_match(b, key)
     for env in envs:
         try:
-            ok_a = a.when is None or a.when.evaluate({**env, **a.pattern.typed(ca)})
-            ok_b = b.when is None or b.when.evaluate({**env, **b.pattern.typed(cb)})
+            ok_a = a.when is None or a.when.evaluate({**env, **ca})
+            ok_b = b.when is None or b.when.evaluate({**env, **cb})
         except RemapError:
             return None
         if ok_a and ok_b:
@@ -105,13 +116,13 @@ def _both_apply(a: Rule, b: Rule, key: str, envs: list[dict[str, Any]]) -> bool 
 
 def static_pairs(ruleset: RuleSet) -> set[tuple[int, int]]:
     """Pairs of rule indexes whose overlap the automata decide (both patterns parse)."""
-    ok = [i for i, r in enumerate(ruleset.rules) if _automaton(r.pattern) is not None]
+    ok = [i for i, r in enumerate(ruleset.rules) if _automaton(r) is not None]
     return {(i, j) for i in ok for j in ok if i < j}
 
 
 def overlaps(ruleset: RuleSet, source_config: Mapping[str, Any] | None = None) -> list[Diagnostic]:
     envs = _configs(ruleset, source_config)
-    fsms = [_automaton(r.pattern) for r in ruleset.rules]
+    fsms = [_automaton(r) for r in ruleset.rules]
     found = []
     for i, a in enumerate(ruleset.rules):
         for j in range(i + 1, len(ruleset.rules)):
@@ -146,11 +157,11 @@ def _keys_fired(ruleset: RuleSet, keys: Iterable[tuple[str, TensorInfo | None, d
             continue
         if from_source and not res.fired:
             findings.append(_finding("SOURCE", "warning", f"source key '{key}' is not mapped by any rule", key))
-        fired.update(id(rule) for rule, _ in res.fired)
-        indexes = sorted(position[id(rule)] for rule, _ in res.fired)
+        fired.update(id(f.rule) for f in res.fired)
+        indexes = sorted(position[id(f.rule)] for f in res.fired)
         if len(res.fired) > 1 and not all((a, b) in decided for a in indexes for b in indexes if a < b):
-            rules = " and ".join(f"'{r.label}' ({r.loc})" for r, _ in res.fired)
-            first = res.fired[0][0]
+            rules = " and ".join(f"'{f.rule.label}' ({f.rule.loc})" for f in res.fired)
+            first = res.fired[0].rule
             findings.append(_finding(first.loc, "warning", f"key '{key}' matches {rules}"))
     return fired, findings
 
@@ -179,48 +190,36 @@ def dead_and_dynamic(ruleset: RuleSet, source: Mapping[str, TensorInfo] | None,
 def unreachable_targets(ruleset: RuleSet, target: Mapping[str, TensorInfo], env: Mapping[str, Any],
                         target_name: str) -> list[Diagnostic]:
     """Target keys that no rule template can render and no init/allow_missing entry covers."""
-    import re
-
-    templates = []
-    for rule in ruleset.rules:
-        if rule.target is None:
-            continue
-        groups = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(
-            rule.pattern.captures), strict=True))
-        text = re.escape(rule.target.text)
-        for name, regex in groups.items():
-            text = text.replace(re.escape("{" + name + "}"), f"(?:{regex})")
-        templates.append(re.compile(text))
+    templates = [_template_regex(rule, output.template) for rule in ruleset.rules for output in rule.targets]
+    patterns = [e.pattern for e in ruleset.inits] + [e.pattern for e in ruleset.allows]
     found = []
     for key in sorted(target):
         if any(t.fullmatch(key) for t in templates):
             continue
-        patterns = [e.pattern for e in ruleset.inits] + [e.pattern for e in ruleset.allows]
         if not any(p.match(key) is not None for p in patterns):
             found.append(_finding(ruleset.path, "warning", f"{target_name} key '{key}' can be produced by no "
                                                              "rule, init or allow_missing entry"))
     return found
 
 
+def _template_regex(rule: Rule, template: Template) -> re.Pattern[str]:
+    """What a target template can render: each capture as its pattern matches it, arithmetic as digits."""
+    groups = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(rule.pattern.captures),
+                      strict=True))
+    parts = []
+    for part in template.parts:
+        if isinstance(part, str):
+            parts.append(re.escape(part))
+        elif part.tree is None and part.text in groups:
+            parts.append(f"(?:{groups[part.text]})")
+        else:
+            parts.append(r"\d+")
+    return re.compile("".join(parts))
+
+
 def invertibility(ruleset: RuleSet) -> list[Diagnostic]:
-    """What a reverse conversion could not undo."""
-    notes = []
-    for rule in ruleset.rules:
-        why = ""
-        if rule.target is None:
-            why = "drops keys, so a reverse conversion cannot restore them"
-        elif rule.pattern.is_regex:
-            why = "is a raw regex; its inverse cannot be derived"
-        elif set(rule.pattern.captures) - set(rule.target.names) or "*" in rule.pattern.text:
-            why = "is many-to-one: its pattern has parts the target does not keep"
-        elif rule.cast:
-            why = f"casts to {rule.cast}, which may lose precision"
-        if why:
-            notes.append(_finding(rule.loc, "note", f"rule '{rule.label}' {why}"))
-    for init in ruleset.inits:
-        notes.append(_finding(init.loc, "note", f"init '{init.pattern.text}' has no source "
-                                                                   "key; a reverse conversion would drop it"))
-    return notes
+    """What a reverse conversion could not undo (see remap.rules.reversibility)."""
+    return [_finding(r.loc, "note", str(r)) for r in reasons(ruleset)]
 
 
 def run_lint(ruleset: RuleSet, source_path: str | None = None, *, with_target: bool = True) -> list[Diagnostic]:

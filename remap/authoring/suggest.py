@@ -172,6 +172,7 @@ def draft(source: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo], *,
     stem_pairs = assign(src_stems, dst_stems, Stem.signature, lambda x: x.name)
     pairs: list[tuple[Group, Group]] = []
     rules: list[list[str]] = []
+    mapping_parts: dict[str, list[str]] = {}
     for stem in src_stems:
         other = stem_pairs.get(id(stem))
         if other is None:
@@ -188,10 +189,18 @@ def draft(source: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo], *,
     rest_src = [g for g in src_groups if id(g) not in paired_src]
     rest_dst = [g for g in dst_groups if id(g) not in paired_dst]
     group_pairs = assign(rest_src, rest_dst, Group.signature, lambda x: x.name)
+    free = [g for g in rest_dst if id(g) not in {id(t) for t in group_pairs.values()}]
     todo: list[str] = []
     for group in rest_src:
         other = group_pairs.get(id(group))
         slots = _slot_names(group.template)
+        parts = _split_parts(group, free) if other is None else None
+        if parts is not None:
+            rules.append(_split_rule(group, parts, slots))
+            free = [g for g in free if all(g is not p for p in parts)]
+            mapping_parts.update({key: [p.members[values][0] for p in parts]
+                                  for values, (key, _) in group.members.items()})
+            continue
         if other is None:
             todo += [f"  # TODO: no target for '{group.name}' {_shapes(group)}; map it, or drop it:",
                      f"  # - drop: {_render(group.template, slots, True)}"]
@@ -199,7 +208,9 @@ def draft(source: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo], *,
         rules.append(_rule(group, other, _render(group.template, slots, True), _render(other.template, slots, False)))
         pairs.append((group, other))
     mapping = {key: t.members[values][0] for s, t in pairs for values, (key, _) in s.members.items()}
-    missing = sorted(set(target) - set(mapping.values()))
+    produced = set(mapping.values()) | {t for targets in mapping_parts.values() for t in targets}
+    mapping.update({key: ", ".join(targets) for key, targets in mapping_parts.items()})
+    missing = sorted(set(target) - produced)
     lines = ["# Draft written by `remap suggest`: check every rule, then run `remap test` and `remap lint`.",
              "remap: 1", f"name: {name}", "source:", f"  state_dict: {_quote(state_dict)}",
              "  # config: <path of the model config in the checkpoint>", "  # defaults: {}",
@@ -210,6 +221,49 @@ def draft(source: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo], *,
         lines += ["# TODO: target keys no source key was paired with; map, init or allow them:"]
         lines += [f"#   {key} {list(target[key].shape)}" for key in missing]
     return "\n".join(lines) + "\n", mapping
+
+
+_QKV = {"q": 0, "query": 0, "k": 1, "key": 1, "v": 2, "value": 2}
+
+
+def _split_parts(group: Group, free: list[Group]) -> list[Group] | None:
+    """Target groups whose rows add up to ``group``'s (a fused q/k/v): the best such set, in order.
+
+    Candidates cover the same slot values as ``group`` and match its shape outside dim 0; among the
+    sets of 2 to 4 whose dim-0 sizes sum to the source's, the most similarly named set wins. Targets
+    are ordered q, k, v when their names say so, else by name.
+    """
+    import itertools
+
+    shapes = {shape for _, shape in group.members.values()}
+    if len(shapes) != 1 or not next(iter(shapes)):
+        return None
+    rows, rest = next(iter(shapes))[0], next(iter(shapes))[1:]
+    candidates = [g for g in free if set(g.members) == set(group.members)
+                  and len({s for _, s in g.members.values()}) == 1
+                  and next(iter(g.members.values()))[1][1:] == rest]
+    best: tuple[float, list[Group]] | None = None
+    for size in range(2, 5):
+        for combo in itertools.combinations(candidates, size):
+            if sum(next(iter(g.members.values()))[1][0] for g in combo) != rows:
+                continue
+            score = sum(similarity(group.name, g.name) for g in combo) / size
+            if best is None or score > best[0]:
+                best = (score, list(combo))
+    if best is None:
+        return None
+    return sorted(best[1], key=lambda g: (min((_QKV.get(t, 9) for t in re.split(r"[._]", g.name)), default=9),
+                                         g.name))
+
+
+def _split_rule(group: Group, parts: list[Group], slots: list[str]) -> list[str]:
+    values, (key, shape) = sorted(group.members.items())[0]
+    sizes = " + ".join(str(next(iter(p.members.values()))[1][0]) for p in parts)
+    targets = ", ".join(f'"{_render(p.template, slots, False)}"' for p in parts)
+    example = ", ".join(p.members[values][0] for p in parts)
+    return [f"  - from: {_render(group.template, slots, True)}",
+            f"    split: 0  # rows {shape[0]} = {sizes}; check the order of the targets",
+            f"    to: [{targets}]", "    examples:", f"      - {key}: [{example}]"]
 
 
 def _shapes(group: Group) -> str:

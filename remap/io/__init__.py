@@ -3,7 +3,8 @@
     source       the source interface: Checkpoint, Source, StoredTensor (where bytes are), Record;
                  select_source() picks a rule file's layout
     readers/     file -> Checkpoint without torch: restricted unpickler, zip + legacy, safetensors, indexes
-    materialize  one output tensor's bytes: a file span, gathered bytes, a cast, an init
+    execute      one output tensor's bytes from its recipe: file spans, views, raw elements, numbers
+    fills        initialised tensors (identity, zeros, seeded uniform...)
     writer       the safetensors format, streamed one tensor at a time (file-to-file copies)
     shards       numbered shards plus model.safetensors.index.json
     outdir       the output folder: destination policy, atomic swap into place

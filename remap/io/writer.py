@@ -32,10 +32,17 @@ class FileSpan:
 
 
 @dataclass(frozen=True)
+class Parts:
+    """Bytes to copy verbatim from several spans, one after the other (a concatenation along dim 0)."""
+
+    spans: tuple[FileSpan, ...]
+
+
+@dataclass(frozen=True)
 class OutTensor:
     """One tensor to write: its key, its planned shape/dtype, and a function producing it.
 
-    ``produce`` returns a FileSpan, a flat uint8 numpy array, or a torch.Tensor.
+    ``produce`` returns a FileSpan, Parts, a flat uint8 numpy array, or a torch.Tensor.
     """
 
     key: str
@@ -89,10 +96,13 @@ def _write_all(fd: int, data: Any) -> None:
 def _write_tensor(fd: int, t: OutTensor) -> int:
     payload = t.produce()
     expected = nbytes(t.info)
-    if isinstance(payload, FileSpan):
-        if payload.length != expected:
-            raise OutputError(f"internal error: '{t.key}' spans {payload.length} bytes, planned {expected}")
-        _copy_span(payload, fd)
+    if isinstance(payload, (FileSpan, Parts)):
+        spans = payload.spans if isinstance(payload, Parts) else (payload,)
+        if sum(span.length for span in spans) != expected:
+            raise OutputError(f"internal error: '{t.key}' spans {sum(s.length for s in spans)} bytes, "
+                              f"planned {expected}")
+        for span in spans:
+            _copy_span(span, fd)
         return expected
     if not hasattr(payload, "dtype") or not hasattr(payload, "shape"):
         raise OutputError(f"internal error: '{t.key}' produced {type(payload).__name__}")

@@ -7,7 +7,6 @@ value, before any checkpoint is opened.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Final
 
 from ..errors import RuleError
 from ..tensors import TensorInfo
+from .compile_rule import RuleCompiler
 from .expr import Expr, compile_expr
 from .model import (
     DTYPES,
@@ -32,7 +32,8 @@ from .model import (
     SourceSpec,
     TargetSpec,
 )
-from .patterns import Pattern, compile_pattern, compile_regex, compile_template
+from .patterns import Pattern, compile_pattern, compile_regex
+from .schema import check_fields, seq, string
 from .yamlnode import Node, load_yaml
 
 FORMAT_VERSION: Final = 1
@@ -41,10 +42,9 @@ TOP_FIELDS: Final = ("remap", "name", "description", "source", "let", "requires"
 SOURCE_FIELDS: Final = ("state_dict", "config", "layouts", "defaults", "fetch")
 LAYOUT_FIELDS: Final = ("name", "detect", "absent", "state_dict", "config")
 TARGET_FIELDS: Final = ("class", "config", "preprocessor")
-RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
 ALLOW_FIELDS: Final = ("key", "when", "reason")
-EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "error", "config", "shape", "dtype")
+EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "error", "config", "shape", "shapes", "dtype")
 TENSOR_NAMES: Final = frozenset({"shape", "dtype"})
 
 
@@ -69,31 +69,6 @@ def compile_text(text: str, filename: str = "<rules>", sha256: str | None = None
     return _Compiler(filename).ruleset(root, digest)
 
 
-def _check_fields(node: Node, allowed: Iterable[str], what: str) -> None:
-    if not node.is_map:
-        raise RuleError(f"{what} must be a mapping", node.loc)
-    allowed = tuple(allowed)
-    for key, loc in node.key_locs.items():
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(allowed)})"
-            raise RuleError(f"unknown field '{key}' in {what}{hint}", loc)
-
-
-def _string(node: Node, what: str) -> str:
-    if not isinstance(node.value, str) or not node.value.strip():
-        raise RuleError(f"{what} must be a non-empty string", node.loc)
-    return node.value
-
-
-def _seq(node: Node | None, what: str) -> tuple[Node, ...]:
-    if node is None or node.value is None:
-        return ()
-    if not node.is_seq:
-        raise RuleError(f"{what} must be a list", node.loc)
-    return node.items
-
-
 class _Compiler:
     """Holds the file name and the names expressions may use while compiling."""
 
@@ -103,7 +78,7 @@ class _Compiler:
         self.defaults: frozenset[str] = frozenset()
 
     def ruleset(self, root: Node, digest: str) -> RuleSet:
-        _check_fields(root, TOP_FIELDS, "the rule file")
+        check_fields(root, TOP_FIELDS, "the rule file")
         self._version(root)
         for required in ("name", "source", "target", "rules"):
             if required not in root.children:
@@ -111,21 +86,21 @@ class _Compiler:
         source = self._source(root.children["source"])
         self.names = self.defaults = frozenset(source.defaults)
         lets = self._lets(root.children.get("let"))
-        requires = tuple(self._requirement(n) for n in _seq(root.children.get("requires"), "requires"))
-        rules_with_examples = [self._rule(n) for n in _seq(root.children["rules"], "rules")]
+        requires = tuple(self._requirement(n) for n in seq(root.children.get("requires"), "requires"))
+        rules_with_examples = [self._rule(n) for n in seq(root.children["rules"], "rules")]
         rules = tuple(rule for rule, _ in rules_with_examples)
         examples = [ex for _, exs in rules_with_examples for ex in exs]
-        examples += [self._example(n, None) for n in _seq(root.children.get("examples"), "examples")]
+        examples += [self._example(n, None) for n in seq(root.children.get("examples"), "examples")]
         example_config = self._config_values(root.children.get("example_config"), "example_config")
         description = root.children.get("description")
         return RuleSet(
-            name=_string(root.children["name"], "name"), path=self.filename, sha256=digest,
+            name=string(root.children["name"], "name"), path=self.filename, sha256=digest,
             source=source, lets=lets, requires=requires,
             target=self._target(root.children["target"]), rules=rules,
-            inits=tuple(self._init(n) for n in _seq(root.children.get("init"), "init")),
-            allows=tuple(self._allow(n) for n in _seq(root.children.get("allow_missing"), "allow_missing")),
+            inits=tuple(self._init(n) for n in seq(root.children.get("init"), "init")),
+            allows=tuple(self._allow(n) for n in seq(root.children.get("allow_missing"), "allow_missing")),
             examples=tuple(examples),
-            description=_string(description, "description") if description is not None else "",
+            description=string(description, "description") if description is not None else "",
             example_config=MappingProxyType(example_config))
 
     def _version(self, root: Node) -> None:
@@ -137,7 +112,7 @@ class _Compiler:
                             f"version {FORMAT_VERSION}", node.loc)
 
     def _source(self, node: Node) -> SourceSpec:
-        _check_fields(node, SOURCE_FIELDS, "source")
+        check_fields(node, SOURCE_FIELDS, "source")
         c = node.children
         if ("state_dict" in c) == ("layouts" in c):
             raise RuleError("source needs either 'state_dict' (the path of the weights in the checkpoint; '' "
@@ -148,11 +123,11 @@ class _Compiler:
             raise RuleError("source.defaults must be a mapping", defaults_node.loc)  # type: ignore[union-attr]
         repo = file = None
         if "fetch" in c:
-            _check_fields(c["fetch"], ("repo", "file"), "source.fetch")
-            repo = _string(c["fetch"].children.get("repo", c["fetch"]), "source.fetch.repo")
-            file = _string(c["fetch"].children.get("file", c["fetch"]), "source.fetch.file")
+            check_fields(c["fetch"], ("repo", "file"), "source.fetch")
+            repo = string(c["fetch"].children.get("repo", c["fetch"]), "source.fetch.repo")
+            file = string(c["fetch"].children.get("file", c["fetch"]), "source.fetch.file")
         if "layouts" in c:
-            layouts = tuple(self._layout(n, required=True) for n in _seq(c["layouts"], "source.layouts"))
+            layouts = tuple(self._layout(n, required=True) for n in seq(c["layouts"], "source.layouts"))
             if not layouts:
                 raise RuleError("source.layouts must list at least one layout", c["layouts"].loc)
             names = [layout.name for layout in layouts]
@@ -164,7 +139,7 @@ class _Compiler:
 
     def _layout(self, node: Node, required: bool) -> Layout:
         if required:
-            _check_fields(node, LAYOUT_FIELDS, "a layout")
+            check_fields(node, LAYOUT_FIELDS, "a layout")
             for field in ("name", "detect", "state_dict"):
                 if field not in node.children:
                     raise RuleError(f"a layout needs '{field}'", node.loc)
@@ -191,7 +166,7 @@ class _Compiler:
             if not absent_node.is_seq or not all(isinstance(v, str) and v for v in absent_node.value):
                 raise RuleError("absent must be a list of entry paths", absent_node.loc)
             absent = tuple(absent_node.value)
-        name = _string(c["name"], "layout name") if required else "default"
+        name = string(c["name"], "layout name") if required else "default"
         return Layout(name, detect, sd, config, node.loc, absent)
 
     def _lets(self, node: Node | None) -> tuple[tuple[str, Expr], ...]:
@@ -208,16 +183,16 @@ class _Compiler:
         return tuple(lets)
 
     def _requirement(self, node: Node) -> Requirement:
-        _check_fields(node, ("check", "message"), "a requirement")
+        check_fields(node, ("check", "message"), "a requirement")
         if "check" not in node.children or "message" not in node.children:
             raise RuleError("a requirement needs 'check' and 'message'", node.loc)
         check = node.children["check"]
         return Requirement(node.loc, compile_expr(check.value, check.loc, self.names, "check"),
-                           _string(node.children["message"], "message"))
+                           string(node.children["message"], "message"))
 
     def _target(self, node: Node) -> TargetSpec:
-        _check_fields(node, TARGET_FIELDS, "target")
-        model_class = _string(node.children.get("class", node), "target.class")
+        check_fields(node, TARGET_FIELDS, "target")
+        model_class = string(node.children.get("class", node), "target.class")
         fields: list[ConfigField] = []
         config = node.children.get("config")
         if config is not None:
@@ -262,42 +237,15 @@ class _Compiler:
         return compile_expr(node.value, node.loc, self.names | frozenset(captures) | TENSOR_NAMES, "condition")
 
     def _rule(self, node: Node) -> tuple[Rule, list[Example]]:
-        if isinstance(node.value, dict) and set(node.children) & {"drop"} and isinstance(
-                node.value.get("drop"), str):
-            return self._drop_shorthand(node)
-        _check_fields(node, RULE_FIELDS, "a rule")
-        c = node.children
-        if ("from" in c) == ("regex" in c):
-            raise RuleError("a rule needs exactly one of 'from' (a key pattern) or 'regex'", node.loc)
-        pattern = self._pattern(c["from"]) if "from" in c else self._pattern(c["regex"], regex=True)
-        drop = "drop" in c and c["drop"].value is True
-        if "drop" in c and c["drop"].value is not True:
-            raise RuleError("'drop' must be true, or a pattern string on its own", c["drop"].loc)
-        if drop == ("to" in c):
-            raise RuleError(f"rule '{pattern.text}' needs exactly one of 'to' or 'drop: true'", node.loc)
-        target = None if drop else compile_template(c["to"].value, c["to"].loc, pattern.captures, pattern.text)
-        cast = None
-        if "cast" in c:
-            cast = c["cast"].value
-            if cast not in DTYPES:
-                raise RuleError(f"unknown dtype '{cast}' (allowed: {', '.join(sorted(DTYPES))})", c["cast"].loc)
-            if drop:
-                raise RuleError("a drop rule cannot cast", c["cast"].loc)
-        rule = Rule(node.loc, pattern, target, self._when(c.get("when"), pattern.captures), cast,
-                    str(c["reason"].value) if "reason" in c else "")
-        examples = [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
-        return rule, examples
-
-    def _drop_shorthand(self, node: Node) -> tuple[Rule, list[Example]]:
-        _check_fields(node, ("drop", "when", "reason", "examples"), "a drop rule")
-        c = node.children
-        pattern = self._pattern(c["drop"])
-        rule = Rule(node.loc, pattern, None, self._when(c.get("when"), pattern.captures), None,
-                    str(c["reason"].value) if "reason" in c else "")
-        return rule, [self._example(n, rule) for n in _seq(c.get("examples"), "examples")]
+        rules = RuleCompiler(self.names)
+        if node.is_map and isinstance(node.value.get("drop"), str):
+            rule = rules.drop_shorthand(node)
+        else:
+            rule = rules.rule(node)
+        return rule, [self._example(n, rule) for n in seq(node.children.get("examples"), "examples")]
 
     def _init(self, node: Node) -> Init:
-        _check_fields(node, INIT_FIELDS, "an init entry")
+        check_fields(node, INIT_FIELDS, "an init entry")
         c = node.children
         if "key" not in c or "fill" not in c:
             raise RuleError("an init entry needs 'key' and 'fill'", node.loc)
@@ -315,7 +263,7 @@ class _Compiler:
     def _allow(self, node: Node) -> Allow:
         if isinstance(node.value, str):
             return Allow(node.loc, self._pattern(node))
-        _check_fields(node, ALLOW_FIELDS, "an allow_missing entry")
+        check_fields(node, ALLOW_FIELDS, "an allow_missing entry")
         if "key" not in node.children:
             raise RuleError("an allow_missing entry needs 'key'", node.loc)
         pattern = self._pattern(node.children["key"])
@@ -337,27 +285,76 @@ class _Compiler:
     def _example(self, node: Node, rule: Rule | None) -> Example:
         if node.is_map and len(node.children) == 1 and "key" not in node.children:
             (key, target_node), = node.children.items()
-            if target_node.value is not None and not isinstance(target_node.value, str):
-                raise RuleError("example target must be a key string, or null for a drop", target_node.loc)
-            expect: Expect = "drop" if target_node.value is None else "to"
-            return Example(node.loc, key, expect, target_node.value, MappingProxyType({}), rule)
-        _check_fields(node, EXAMPLE_FIELDS, "an example")
+            targets = _example_targets(target_node, allow_null=True)
+            expect: Expect = "drop" if targets is None else "to"
+            return Example(node.loc, key, expect, targets[0] if targets else None, MappingProxyType({}), rule,
+                           targets=targets or ())
+        check_fields(node, EXAMPLE_FIELDS, "an example")
         c = node.children
-        key = _string(c.get("key", node), "example key")
+        keys = _example_keys(c.get("key", node))
         outcomes = [k for k in ("to", "drop", "unmatched", "error") if k in c]
         if len(outcomes) != 1:
             raise RuleError("an example needs exactly one of 'to', 'drop: true', 'unmatched: true' or "
                             "'error: TEXT'", node.loc)
         expect = outcomes[0]
-        target = _string(c[expect], f"example {expect}") if expect in ("to", "error") else None
+        targets = _example_targets(c["to"], allow_null=False) if expect == "to" else None
+        target = targets[0] if targets else (string(c[expect], "example error") if expect == "error" else None)
         if expect in ("drop", "unmatched") and c[expect].value is not True:
             raise RuleError(f"'{expect}' must be true", c[expect].loc)
         config = self._config_values(c.get("config"), "example config")
-        shape = c["shape"].value if "shape" in c else None
-        if shape is not None and not (isinstance(shape, list) and all(isinstance(n, int) for n in shape)):
-            raise RuleError("example shape must be a list of integers", c["shape"].loc)
         dtype = c["dtype"].value if "dtype" in c else "float32"
         if dtype not in DTYPES:
             raise RuleError(f"unknown dtype '{dtype}'", c["dtype"].loc)
-        info = TensorInfo(tuple(shape), dtype) if shape is not None else None
-        return Example(node.loc, key, expect, target, MappingProxyType(dict(config)), rule, info)
+        infos = _example_shapes(c.get("shape"), len(keys), dtype)
+        shapes = _shape_list(c["shapes"], "example shapes") if "shapes" in c else None
+        if shapes is not None and (infos is None or expect != "to"):
+            raise RuleError("example 'shapes' (the expected output shapes) needs 'to' and input 'shape'",
+                            c["shapes"].loc)
+        return Example(node.loc, keys[0], expect, target, MappingProxyType(dict(config)), rule,
+                       infos[0] if infos else None, targets=targets or (),
+                       inputs=tuple(zip(keys[1:], infos[1:], strict=True)) if infos else (),
+                       shapes=tuple(shapes) if shapes is not None else None)
+
+
+def _example_keys(node: Node) -> list[str]:
+    """One source key, or (for a rule with several source patterns) the list of its group's keys."""
+    if node.is_seq:
+        if not node.value or not all(isinstance(k, str) and k for k in node.value):
+            raise RuleError("example key must be a key string, or a list of them", node.loc)
+        return list(node.value)
+    return [string(node, "example key")]
+
+
+def _example_targets(node: Node, allow_null: bool) -> tuple[str, ...] | None:
+    value = node.value
+    if value is None and allow_null:
+        return None
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(t, str) and t for t in value):
+        return tuple(value)
+    null = ", or null for a drop" if allow_null else ""
+    raise RuleError(f"example target must be a key string or a list of them{null}", node.loc)
+
+
+def _shape_list(node: Node, what: str) -> list[tuple[int, ...]]:
+    value = node.value
+    if not isinstance(value, list) or not all(
+            isinstance(s, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in s) for s in value):
+        raise RuleError(f"{what} must be a list of shapes (lists of integers)", node.loc)
+    return [tuple(s) for s in value]
+
+
+def _example_shapes(node: Node | None, count: int, dtype: str) -> list[TensorInfo] | None:
+    """The input shapes: ``shape: [768, 512]`` for one key, a list of shapes for a list of keys."""
+    if node is None:
+        return None
+    if count == 1:
+        value = node.value
+        if not (isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in value)):
+            raise RuleError("example shape must be a list of integers", node.loc)
+        return [TensorInfo(tuple(value), dtype)]
+    shapes = _shape_list(node, "example shape (one per key)")
+    if len(shapes) != count:
+        raise RuleError(f"example has {count} keys but {len(shapes)} shapes", node.loc)
+    return [TensorInfo(s, dtype) for s in shapes]

@@ -15,6 +15,7 @@ from ..errors import ConfigError, Loc
 from ..tensors import TensorInfo
 from .dispatch import RuleIndex
 from .expr import Expr
+from .ops import ShapeOp, Structure
 from .patterns import Pattern, Template
 
 DTYPES: Final = frozenset({
@@ -25,8 +26,21 @@ FILLS: Final = frozenset({"zeros", "ones", "eye", "uniform"})
 
 
 @dataclass(frozen=True)
+class Output:
+    """One target of a rule, with the shape ops that apply to it alone."""
+
+    template: Template
+    ops: tuple[ShapeOp, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rule:
-    """Source keys matching ``pattern`` (and ``when``) go to ``target``, or are dropped."""
+    """Source keys matching ``pattern`` (and ``when``) go to ``target``, or are dropped.
+
+    A rule with tensor ops also has: several source patterns (``sources``, in the order its
+    structure takes them; ``pattern`` is the first), several targets (``outputs``; ``target`` is
+    the first), ``ops`` applied to every output, and a `Structure` (split, concat, ...).
+    """
 
     loc: Loc
     pattern: Pattern
@@ -34,14 +48,48 @@ class Rule:
     when: Expr | None = None
     cast: str | None = None
     reason: str = ""
+    sources: tuple[Pattern, ...] = ()  # empty: just ``pattern``
+    source_ops: tuple[tuple[ShapeOp, ...], ...] = ()  # per source pattern, before the structure; empty: none
+    outputs: tuple[Output, ...] = ()  # empty: just ``target`` (or nothing, for a drop)
+    ops: tuple[ShapeOp, ...] = ()
+    structure: Structure = field(default_factory=Structure)
 
     @property
     def label(self) -> str:
-        return self.pattern.text
+        return " + ".join(p.text for p in self.patterns)
 
     @property
     def drops(self) -> bool:
         return self.target is None
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        return self.sources or (self.pattern,)
+
+    @property
+    def targets(self) -> tuple[Output, ...]:
+        if self.outputs:
+            return self.outputs
+        return () if self.target is None else (Output(self.target),)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every output's bytes are source bytes rearranged (no arithmetic, no cast)."""
+        return self.structure.exact and self.cast is None
+
+    def render_targets(self, captures: Mapping[str, str]) -> list[str]:
+        """The target keys for one key's captures (an unstack's index is shown as ``{name}``)."""
+        index = self.structure.index
+        values = {**captures, index: f"{{{index}}}"} if index else captures
+        return [t.template.render(values) if not index else _render_text(t.template, values) for t in self.targets]
+
+
+def _render_text(template: Template, values: Mapping[str, str]) -> str:
+    """Render, leaving placeholders whose value is not a number as text (examples, explain)."""
+    try:
+        return template.render(values)
+    except (ValueError, KeyError):
+        return template.text
 
 
 @dataclass(frozen=True)
@@ -88,6 +136,15 @@ class ConfigField:
         return self.literal if self.expr is None else self.expr.evaluate(env)
 
 
+@dataclass(frozen=True)
+class Matcher:
+    """One source pattern of a rule: what dispatch indexes. ``position`` is its place in ``rule.sources``."""
+
+    pattern: Pattern
+    rule: Rule
+    position: int
+
+
 Expect = Literal["to", "drop", "unmatched", "error"]
 
 
@@ -105,6 +162,9 @@ class Example:
     config: Mapping[str, Any]
     rule: Rule | None  # the rule that declared it, which must be the one that fires
     info: TensorInfo | None = None  # shape and dtype, when the example gives a shape
+    targets: tuple[str, ...] = ()  # every expected target (``target`` is the first)
+    inputs: tuple[tuple[str, TensorInfo], ...] = ()  # the other source keys of a multi-source rule's group
+    shapes: tuple[tuple[int, ...], ...] | None = None  # the expected output shapes, in target order
 
 
 @dataclass(frozen=True)
@@ -172,9 +232,9 @@ class RuleSet:
     example_config: Mapping[str, Any] = field(default_factory=dict)  # under every inline example
 
     @cached_property
-    def index(self) -> RuleIndex[Rule]:
-        """Dispatch structure over ``rules`` (built on first use)."""
-        return RuleIndex(self.rules)
+    def index(self) -> RuleIndex[Matcher]:
+        """Dispatch structure over every source pattern of every rule (built on first use)."""
+        return RuleIndex(tuple(Matcher(p, r, i) for r in self.rules for i, p in enumerate(r.patterns)))
 
     def environment(self, source_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Names visible to expressions: defaults, overlaid by the source config, then ``let``s."""

@@ -16,7 +16,9 @@ A target template substitutes ``{name}`` with a captured value.
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -121,31 +123,147 @@ def compile_regex(text: Any, loc: Loc) -> Pattern:
 
 
 @dataclass(frozen=True)
-class Template:
-    """A target key template such as ``encoder.layers.{n}.fc1.{param}``."""
+class Placeholder:
+    """``{name}`` (the captured text as written) or ``{i - 1}``: integer arithmetic over int captures."""
 
     text: str
     names: tuple[str, ...]
+    tree: ast.expr | None = field(default=None, repr=False, compare=False)  # None for a bare name
 
-    def render(self, values: dict[str, str]) -> str:
-        return _FIELD.sub(lambda m: str(values[m.group(1)]), self.text)
+    def value(self, values: Mapping[str, str]) -> str:
+        if self.tree is None:
+            return str(values[self.text])
+        result = _arith(self.tree, values)
+        if result < 0:
+            raise RuleError(f"target index {{{self.text}}} is {result}, which is negative")
+        return str(result)
+
+    def affine(self) -> tuple[str, int, int] | None:
+        """``(name, a, b)`` when the placeholder is ``a * name + b`` (a != 0), else None."""
+        if self.tree is None:
+            return self.text, 1, 0
+        return _affine(self.tree)
+
+    def divmod_part(self) -> tuple[str, str, int] | None:
+        """``(name, "//" or "%", c)`` for ``name // c`` and ``name % c``, else None."""
+        t = self.tree
+        if isinstance(t, ast.BinOp) and isinstance(t.op, (ast.FloorDiv, ast.Mod)) and isinstance(t.left, ast.Name) \
+                and isinstance(t.right, ast.Constant) and isinstance(t.right.value, int):
+            return t.left.id, "//" if isinstance(t.op, ast.FloorDiv) else "%", t.right.value
+        return None
 
 
-_FIELD: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+@dataclass(frozen=True)
+class Template:
+    """A target key template such as ``encoder.layers.{n}.fc1.{param}`` or ``blocks.{b - 1}.weight``."""
+
+    text: str
+    names: tuple[str, ...]  # every capture the template uses
+    parts: tuple[str | Placeholder, ...] = ()
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The target key; RuleError when an index comes out negative."""
+        return "".join(p if isinstance(p, str) else p.value(values) for p in self.parts)
+
+    @property
+    def placeholders(self) -> tuple[Placeholder, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Placeholder))
 
 
-def compile_template(text: Any, loc: Loc, captures: tuple[str, ...], pattern_text: str) -> Template:
-    """Check that a target only uses captures its pattern defines."""
+_FIELD: Final = re.compile(r"\{([^{}]*)\}")
+_ARITH: Final = (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod)
+
+
+def _arith(node: ast.expr, values: Mapping[str, str]) -> int:
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, int) else 0
+    if isinstance(node, ast.Name):
+        return int(values[node.id])
+    if isinstance(node, ast.UnaryOp):
+        return -_arith(node.operand, values)
+    assert isinstance(node, ast.BinOp)
+    left, right = _arith(node.left, values), _arith(node.right, values)
+    if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and right == 0:
+        raise RuleError("division by zero in a target index")
+    ops = {ast.Add: left + right, ast.Sub: left - right, ast.Mult: left * right}
+    if isinstance(node.op, ast.FloorDiv):
+        return left // right
+    if isinstance(node.op, ast.Mod):
+        return left % right
+    return ops[type(node.op)]
+
+
+def _affine(node: ast.expr) -> tuple[str, int, int] | None:
+    """Fold ``node`` into ``a * name + b`` if it is one, with integer a != 0."""
+    def walk(n: ast.expr) -> tuple[str | None, int, int] | None:  # noqa: PLR0911 - one return per node kind
+        if isinstance(n, ast.Constant):
+            return None, 0, n.value if isinstance(n.value, int) else 0
+        if isinstance(n, ast.Name):
+            return n.id, 1, 0
+        if isinstance(n, ast.UnaryOp):
+            inner = walk(n.operand)
+            return None if inner is None else (inner[0], -inner[1], -inner[2])
+        if not isinstance(n, ast.BinOp) or not isinstance(n.op, (ast.Add, ast.Sub, ast.Mult)):
+            return None
+        left, right = walk(n.left), walk(n.right)
+        if left is None or right is None or (left[0] and right[0]):
+            return None
+        name = left[0] or right[0]
+        if isinstance(n.op, ast.Mult):
+            if left[0] and right[0] is None:
+                return name, left[1] * right[2], left[2] * right[2]
+            return name, right[1] * left[2], right[2] * left[2]
+        sign = 1 if isinstance(n.op, ast.Add) else -1
+        return name, left[1] + sign * right[1], left[2] + sign * right[2]
+    found = walk(node)
+    if found is None or found[0] is None or found[1] == 0:
+        return None
+    return found[0], found[1], found[2]
+
+
+def _placeholder(inner: str, text: str, loc: Loc, captures: tuple[str, ...], ints: frozenset[str],
+                 pattern_text: str) -> Placeholder:
+    inner = inner.strip()
+    known = ", ".join(captures) or "none"
+    if _NAME.match(inner):
+        if inner not in captures:
+            raise RuleError(f"target '{text}' uses capture '{inner}' that pattern '{pattern_text}' "
+                            f"does not define (captures: {known})", loc)
+        return Placeholder(inner, (inner,))
+    try:
+        tree = ast.parse(inner, mode="eval").body
+    except SyntaxError:
+        raise RuleError(f"invalid placeholder '{{{inner}}}' in target '{text}'", loc) from None
+    for node in ast.walk(tree):
+        allowed = isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, *_ARITH)) or (
+            isinstance(node, ast.Constant) and type(node.value) is int)
+        if not allowed:
+            raise RuleError(f"placeholder '{{{inner}}}' in target '{text}': only int captures, integers and "
+                            "+ - * // % are allowed", loc)
+        if isinstance(node, ast.Name) and node.id not in ints:
+            what = "does not define" if node.id not in captures else "captures as text, not {name:int},"
+            raise RuleError(f"placeholder '{{{inner}}}' in target '{text}' uses '{node.id}', which pattern "
+                            f"'{pattern_text}' {what} (int captures: {', '.join(sorted(ints)) or 'none'})", loc)
+    names = tuple(sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}))
+    return Placeholder(inner, names, tree)
+
+
+def compile_template(text: Any, loc: Loc, captures: tuple[str, ...], pattern_text: str,
+                     ints: frozenset[str] = frozenset()) -> Template:
+    """Check that a target only uses captures its pattern defines (arithmetic only on int captures)."""
     if not isinstance(text, str) or not text:
         raise RuleError("a target key must be a non-empty string", loc)
     stripped = _FIELD.sub("", text)
     if "{" in stripped or "}" in stripped or "*" in stripped:
         raise RuleError(f"invalid target '{text}': only {{name}} placeholders are allowed", loc)
-    names = tuple(_FIELD.findall(text))
-    for name in names:
-        if name not in captures:
-            known = ", ".join(captures) or "none"
-            raise RuleError(
-                f"target '{text}' uses capture '{name}' that pattern '{pattern_text}' "
-                f"does not define (captures: {known})", loc)
-    return Template(text, names)
+    parts: list[str | Placeholder] = []
+    pos = 0
+    for found in _FIELD.finditer(text):
+        if found.start() > pos:
+            parts.append(text[pos:found.start()])
+        parts.append(_placeholder(found.group(1), text, loc, captures, ints, pattern_text))
+        pos = found.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    names = tuple(dict.fromkeys(n for p in parts if isinstance(p, Placeholder) for n in p.names))
+    return Template(text, names, tuple(parts))

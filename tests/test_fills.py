@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from remap.io import materialize
+from remap.io import fills
 from remap.tensors import TensorInfo
 
 
 def init_tensor(spec: tuple[str, TensorInfo, str | float]) -> object:
-    return materialize.init_tensor(*spec)
+    return fills.init_tensor(*spec)
 
 
 def entry(fill: str | float, shape: tuple[int, ...], dtype: str, key: str = "k") -> tuple[str, TensorInfo, str | float]:

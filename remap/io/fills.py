@@ -1,10 +1,8 @@
-"""Producing one output tensor's bytes: copy, cast, or initialise.
+"""Initialised tensors (``init:`` entries): identity, zeros, ones, a constant, or seeded uniform noise.
 
-A pure rename never converts anything: a contiguous stored tensor becomes a
-`FileSpan` that the writer copies file-to-file, and a strided view is
-gathered byte-wise. Only casts and initialisations build torch tensors, one
-at a time. Random fills use a generator seeded from the key, so converting
-twice gives byte-identical files.
+Made with numpy in the planned dtype (bfloat16 rounded exactly as torch rounds),
+so a conversion that only renames and initialises never imports torch. Random
+fills use a generator seeded from the key: converting twice gives identical files.
 """
 
 from __future__ import annotations
@@ -13,20 +11,6 @@ import hashlib
 from typing import Any
 
 from ..tensors import TensorInfo
-from .source import StoredTensor
-from .writer import FileSpan
-
-
-def copy_tensor(stored: StoredTensor, cast: str | None = None) -> Any:
-    """What to write for ``stored`` (cast to ``cast``): a FileSpan, gathered bytes, or a cast torch.Tensor."""
-    if cast is not None and cast != stored.info.dtype:
-        import torch
-
-        return stored.load().to(getattr(torch, cast))
-    span = stored.contiguous_span()
-    if span is not None:
-        return FileSpan(stored.storage.path, span[0], span[1])
-    return stored.read()
 
 
 def init_tensor(key: str, info: TensorInfo, fill: str | float) -> Any:

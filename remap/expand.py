@@ -1,0 +1,242 @@
+"""From fired rules to output tensors: group multi-source matches, render targets, resolve ops.
+
+A rename gives one `Entry` per source key. A structural rule groups the keys that
+fired it (listed sources sharing captures, or every value of an ``over`` capture),
+checks the group is complete, and gives one Entry per target, each with the
+`Recipe` (remap.recipes) that makes it and the shape it will have. Pure: no
+tensor data is read. Every problem is collected, at the rule's ``file:line``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .diagnostics import Diagnostic
+from .errors import Loc, RuleError
+from .recipes import Recipe, ShapeError, Step, output_info, step_shape
+from .rules.model import Output, Rule
+from .rules.ops import value
+from .tensors import DTYPES, TensorInfo
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One output tensor: the source keys it is made from, the rule, and the recipe."""
+
+    sources: tuple[str, ...]
+    target: str
+    info: TensorInfo  # the output's shape and dtype
+    rule: Rule
+    recipe: Recipe
+
+    @property
+    def source(self) -> str:
+        """The first source key (the only one, for a rename)."""
+        return self.sources[0]
+
+    @property
+    def cast(self) -> str | None:
+        return self.rule.cast
+
+
+def problem(key: str, where: str | Loc, message: str) -> Diagnostic:
+    """A plan problem about ``key``, located at a rule (``file:line``) or a file."""
+    if isinstance(where, Loc):
+        return Diagnostic(where.file, message, "error", key, where.line)
+    return Diagnostic(where, message, "error", key)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A source key that fired ``rule`` through its source pattern number ``position``."""
+
+    key: str
+    captures: dict[str, str]
+    position: int
+
+
+@dataclass(frozen=True)
+class Group:
+    """The keys one rule instance takes, in input order, and the captures its targets render from."""
+
+    keys: tuple[str, ...]
+    captures: dict[str, str]
+
+
+def expand(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo], env: Mapping[str, Any],
+           problems: list[Diagnostic]) -> list[Entry]:
+    """Every output of ``rule`` for the source keys that fired it."""
+    entries: list[Entry] = []
+    for group in _groups(rule, matches, problems):
+        unstorable = [k for k in group.keys if (rule.cast or infos[k].dtype) not in DTYPES]
+        if unstorable:
+            key = unstorable[0]
+            problems.append(problem(key, rule.loc, f"'{key}' has dtype {infos[key].dtype}, which safetensors "
+                                                   "cannot store; add a cast"))
+            continue
+        try:
+            entries += _outputs(rule, group, [infos[k] for k in group.keys], env)
+        except (ShapeError, RuleError) as exc:
+            message = exc.message if isinstance(exc, RuleError) else str(exc)
+            keys = ", ".join(f"'{k}'" for k in group.keys)
+            problems.append(problem(group.keys[0], rule.loc, f"rule '{rule.label}' cannot make its targets from "
+                                                             f"{keys}: {message}"))
+    return entries
+
+
+def _groups(rule: Rule, matches: list[Match], problems: list[Diagnostic]) -> list[Group]:
+    structure = rule.structure
+    if structure.over is not None:
+        return _groups_over(rule, structure.over, matches, problems)
+    if len(rule.patterns) > 1:
+        return _groups_listed(rule, matches, problems)
+    return [Group((m.key,), m.captures) for m in matches]
+
+
+def _groups_listed(rule: Rule, matches: list[Match], problems: list[Diagnostic]) -> list[Group]:
+    """Keys of listed source patterns that share their captures form one group, in pattern order."""
+    by_captures: dict[tuple[tuple[str, str], ...], dict[int, list[str]]] = {}
+    for m in matches:
+        by_captures.setdefault(tuple(sorted(m.captures.items())), {}).setdefault(m.position, []).append(m.key)
+    groups = []
+    for captures, slots in sorted(by_captures.items()):
+        doubled = [keys for keys in slots.values() if len(keys) > 1]
+        missing = [p.text for i, p in enumerate(rule.patterns) if i not in slots]
+        first = next(iter(slots.values()))[0]
+        if doubled:
+            problems.append(problem(first, rule.loc, f"rule '{rule.label}': keys {sorted(doubled[0])} both fill "
+                                                     "one source slot; make the pattern more specific"))
+        elif missing:
+            problems.append(problem(first, rule.loc, f"rule '{rule.label}': '{first}' has no partner for "
+                                                     f"{', '.join(repr(t) for t in missing)} (with "
+                                                     f"{dict(captures)})"))
+        else:
+            groups.append(Group(tuple(slots[i][0] for i in range(len(rule.patterns))), dict(captures)))
+    return groups
+
+
+def _groups_over(rule: Rule, over: str, matches: list[Match], problems: list[Diagnostic]) -> list[Group]:
+    """Keys that differ only in the ``over`` capture form one group, in index order 0..n-1."""
+    by_rest: dict[tuple[tuple[str, str], ...], dict[int, list[str]]] = {}
+    for m in matches:
+        rest = tuple(sorted((k, v) for k, v in m.captures.items() if k != over))
+        by_rest.setdefault(rest, {}).setdefault(int(m.captures[over]), []).append(m.key)
+    groups = []
+    for rest, members in sorted(by_rest.items()):
+        indices = sorted(members)
+        first = members[indices[0]][0]
+        doubled = [keys for keys in members.values() if len(keys) > 1]
+        if doubled:
+            problems.append(problem(first, rule.loc, f"rule '{rule.label}': keys {sorted(doubled[0])} have the "
+                                                     f"same index '{over}'"))
+        elif indices != list(range(len(indices))):
+            gaps = sorted(set(range(indices[-1] + 1)) - set(indices))
+            problems.append(problem(first, rule.loc, f"rule '{rule.label}': the '{over}' indices are not "
+                                                     f"0..{indices[-1]} without gaps (missing {gaps[:5]}; "
+                                                     f"first key '{first}')"))
+        else:
+            groups.append(Group(tuple(members[i][0] for i in indices), dict(rest)))
+    return groups
+
+
+def _outputs(rule: Rule, group: Group, infos: list[TensorInfo], env: Mapping[str, Any]) -> list[Entry]:
+    structure, captures = rule.structure, group.captures
+    names = {**env, **_typed(rule, captures)}
+    combine = _combine(rule)
+    if structure.kind == "dedup" and structure.count is not None:
+        count = value(structure.count, names, "dedup count")
+        if count != len(group.keys):
+            raise ShapeError(f"dedup expects {count} copies (count: {structure.count.text}), found "
+                             f"{len(group.keys)}")
+    prep = tuple(tuple(_shape_steps(ops, names, tuple(info.shape), [])) for ops, info in
+                 zip(rule.source_ops or [()] * len(infos), infos, strict=True))
+    prepped = [output_info(Recipe((k,), Step("single"), own), [info])
+               for k, own, info in zip(group.keys, prep, infos, strict=True)]
+    shape = step_shape_of_combine(combine, prepped)
+    entries = []
+    for values, output, first in _per_output(rule, captures, names, shape):
+        steps = first + _shape_steps(rule.ops + output.ops, names, shape, first)
+        if rule.cast is not None and rule.cast != infos[0].dtype:
+            steps.append(Step("cast", (rule.cast,)))
+        recipe = Recipe(group.keys, combine, tuple(steps), prep if any(prep) else ())
+        info = output_info(recipe, infos)
+        if info.dtype not in DTYPES:
+            raise ShapeError(f"dtype {info.dtype} cannot be stored in safetensors; add a cast")
+        entries.append(Entry(group.keys, output.template.render(values), info, rule, recipe))
+    return entries
+
+
+def step_shape_of_combine(combine: Step, infos: list[TensorInfo]) -> tuple[int, ...]:
+    from .recipes import combine_shape
+
+    if combine.kind == "fold_weight_norm" and not infos[0].dtype.startswith(("float", "bfloat")):
+        raise ShapeError(f"fold_weight_norm needs floating-point tensors, not {infos[0].dtype}")
+    return combine_shape(combine, [tuple(i.shape) for i in infos])
+
+
+def _typed(rule: Rule, captures: Mapping[str, str]) -> dict[str, Any]:
+    ints = rule.pattern.int_captures
+    return {k: int(v) if k in ints else v for k, v in captures.items()}
+
+
+def _combine(rule: Rule) -> Step:
+    kind, dim = rule.structure.kind, rule.structure.dim
+    if kind in ("concat", "stack", "fold_weight_norm"):
+        return Step(kind, (dim,))
+    return Step("dedup") if kind == "dedup" else Step("single")
+
+
+def _per_output(rule: Rule, captures: dict[str, str], names: Mapping[str, Any],
+                shape: tuple[int, ...]) -> list[tuple[dict[str, str], Output, list[Step]]]:
+    """(render values, target, first steps) for each output of one group."""
+    structure, outputs = rule.structure, rule.targets
+    if structure.kind == "split":
+        return [(captures, out, [step]) for out, step in zip(outputs, _split(rule, names, shape), strict=True)]
+    if structure.kind == "unstack":
+        dim = _dim(structure.dim, len(shape))
+        assert structure.index is not None
+        return [({**captures, structure.index: str(k)}, outputs[0], [Step("select", (dim, k))])
+                for k in range(shape[dim])]
+    if structure.kind == "unfold_weight_norm":
+        g, v = outputs
+        return [(captures, g, [Step("norm_except", (structure.dim,))]), (captures, v, [])]
+    return [(captures, out, []) for out in outputs]
+
+
+def _dim(dim: int, ndim: int) -> int:
+    if not -ndim <= dim < ndim:
+        raise ShapeError(f"dim {dim} is out of range for a {ndim}-d tensor")
+    return dim % ndim
+
+
+def _split(rule: Rule, names: Mapping[str, Any], shape: tuple[int, ...]) -> list[Step]:
+    structure, parts = rule.structure, len(rule.targets)
+    dim = _dim(structure.dim, len(shape))
+    if structure.sizes is None:
+        if shape[dim] % parts:
+            raise ShapeError(f"cannot split dim {dim} of size {shape[dim]} into {parts} equal parts")
+        sizes = [shape[dim] // parts] * parts
+    else:
+        sizes = [value(s, {**names, "shape": shape}, "split size") for s in structure.sizes]
+        if sum(sizes) != shape[dim] or min(sizes) < 0:
+            raise ShapeError(f"split sizes {sizes} do not add up to dim {dim} of size {shape[dim]}")
+    steps, start = [], 0
+    for size in sizes:
+        steps.append(Step("slice", (dim, start, start + size)))
+        start += size
+    return steps
+
+
+def _shape_steps(ops: tuple[Any, ...], names: Mapping[str, Any], shape: tuple[int, ...],
+                 before: list[Step]) -> list[Step]:
+    """Resolve shape ops in order; each sees the shape its input will have."""
+    for step in before:
+        shape = step_shape(step, shape)
+    steps: list[Step] = []
+    for op in ops:
+        for step in op.steps(names, shape):
+            shape = step_shape(step, shape)
+            steps.append(step)
+    return steps

@@ -1,0 +1,93 @@
+"""What a reverse conversion could not undo, rule by rule.
+
+Used by ``remap lint`` (as notes) and by ``remap revert`` (which refuses a rule
+file a blocker applies to, naming the rule and the reason). A reason is
+``lossy`` when the inverse exists but is not byte-exact (a cast, a
+weight-norm fold), and blocking otherwise. Drops are blocking only without
+``--like``: the original checkpoint then supplies what was dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import Loc
+from .model import Rule, RuleSet
+from .patterns import Template
+
+
+@dataclass(frozen=True)
+class Reason:
+    loc: Loc
+    subject: str  # "rule 'a.{n}.b'" or "init 'x'"
+    why: str
+    lossy: bool = False  # invertible, but not byte for byte
+    needs_like: bool = False  # what it lost can come from --like ORIGINAL
+
+    def __str__(self) -> str:
+        return f"{self.subject} {self.why}"
+
+
+def reasons(ruleset: RuleSet) -> list[Reason]:
+    """Every rule and init a reverse conversion cannot undo exactly, in file order."""
+    found: list[Reason] = []
+    for rule in ruleset.rules:
+        found += _rule_reasons(rule)
+    for init in ruleset.inits:
+        found.append(Reason(init.loc, f"init '{init.pattern.text}'", "has no source key; a reverse conversion "
+                                                                      "would drop it", lossy=True))
+    return found
+
+
+def _rule_reasons(rule: Rule) -> list[Reason]:
+    subject = f"rule '{rule.label}'"
+    if rule.target is None:
+        return [Reason(rule.loc, subject, "drops keys, so a reverse conversion cannot restore them",
+                       needs_like=True)]
+    if any(p.is_regex for p in rule.patterns):
+        return [Reason(rule.loc, subject, "is a raw regex; its inverse cannot be derived")]
+    found = []
+    many = _many_to_one(rule)
+    if many:
+        found.append(Reason(rule.loc, subject, many))
+    structure = rule.structure
+    if not structure.exact:
+        found.append(Reason(rule.loc, subject, f"uses {structure.kind}, which is numeric (weight = g * v / |v|), "
+                                               "not byte-invertible", lossy=True))
+    if structure.kind == "dedup" and structure.count is None:
+        found.append(Reason(rule.loc, subject, "deduplicates without 'count', so a reverse conversion does not "
+                                               "know how many copies to write"))
+    if structure.kind == "concat" and structure.over is not None:
+        found.append(Reason(rule.loc, subject, f"concatenates over '{structure.over}', so a reverse conversion "
+                                               "does not know how many parts to split into"))
+    for op in (*rule.ops, *(o for out in rule.targets for o in out.ops)):
+        if not op.invertible:
+            found.append(Reason(op.loc, subject, "has a reshape without 'back:', so a reverse conversion cannot "
+                                                 "undo it"))
+    if rule.cast:
+        found.append(Reason(rule.loc, subject, f"casts to {rule.cast}, which may lose precision", lossy=True))
+    return found
+
+
+def _many_to_one(rule: Rule) -> str:
+    """Why the key mapping loses information, or '' when every source capture can be recovered."""
+    if any("*" in p.text for p in rule.patterns):
+        return "is many-to-one: its pattern has parts the target does not keep"
+    grouped = {rule.structure.over} if rule.structure.over else set()
+    for output in rule.targets:
+        if any(name not in grouped and not _recoverable(name, output.template) for name in rule.pattern.captures):
+            return "is many-to-one: its pattern has parts the target does not keep"
+    return ""
+
+
+def _recoverable(name: str, template: Template) -> bool:
+    """Whether ``name``'s value follows from the rendered target: bare, ``a*name+b``, or both ``//c`` and ``%c``."""
+    parts: dict[str, set[int]] = {"//": set(), "%": set()}
+    for placeholder in template.placeholders:
+        affine = placeholder.affine()
+        if affine is not None and affine[0] == name:
+            return True
+        divmod_part = placeholder.divmod_part()
+        if divmod_part is not None and divmod_part[0] == name:
+            parts[divmod_part[1]].add(divmod_part[2])
+    return bool(parts["//"] & parts["%"])
