@@ -3,6 +3,7 @@ layer by layer against s3prl's own Data2VecAudioModel (remap.verify.adapters.dat
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import warnings
@@ -139,3 +140,31 @@ def test_checkpoint_with_ema_teacher_converts(cli, tmp_path: Path) -> None:
     result = cli("apply", RULES, ckpt, "-o", out)
     assert result.code == 0, result.err
     assert max(parity(ckpt, out).values()) <= 1e-5
+
+
+@pytest.mark.parametrize("era", ["hydra", "args"])
+def test_finetuned_data2vec_is_refused(era: str, cli, tmp_path: Path) -> None:
+    """data2vec fine-tuned with wav2vec_ctc: the config names w2v_path and carries w2v_args; no layout matches."""
+    model = build(TINY)
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
+    finetune = {"_name": "wav2vec_ctc", "w2v_path": "/ckpt/audio_base_ls.pt", "final_dropout": 0.1}
+    ckpt = tmp_path / "finetuned.pt"
+    if era == "hydra":
+        torch.save({"args": None, "cfg": {"model": {**finetune, "w2v_args": {"model": TINY, "task": TASK}},
+                                          "task": TASK}, "model": state}, ckpt)
+    else:
+        torch.save({"args": argparse.Namespace(**{**TASK, **finetune}, w2v_args=argparse.Namespace(**TINY)),
+                    "model": state}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "matches none of the rule file's layouts (fairseq needs cfg, model (and no cfg.model.w2v_args" in result.err
+
+
+def test_a_file_in_two_layouts_is_refused(cli, tmp_path: Path) -> None:
+    model = build(TINY)
+    ckpt = tmp_path / "both.pt"
+    torch.save({"args": argparse.Namespace(**TINY), "model": model.state_dict(),
+                "model_cfg": TINY, "task_cfg": TASK, "model_weight": model.state_dict()}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "matches several of the rule file's layouts (fairseq-args and s3prl)" in result.err

@@ -179,3 +179,58 @@ def test_do_normalize_follows_the_task_config(layout: str, normalize: bool, cli,
     save(layout, ckpt, model, BASE, normalize=normalize)
     assert cli("apply", RULES, ckpt, "-o", out).code == 0
     assert json.loads((out / "preprocessor_config.json").read_text())["do_normalize"] is normalize
+
+
+@pytest.mark.parametrize("era", ["hydra", "args"])
+def test_finetuned_hubert_is_refused(era: str, cli, tmp_path: Path) -> None:
+    """fairseq's HubertCtc: the fine-tuning config names w2v_path and carries w2v_args; no layout matches."""
+    import argparse
+
+    model = build_s3prl(BASE)
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
+    finetune = {"_name": "hubert_ctc", "w2v_path": "/ckpt/hubert_base_ls960.pt", "final_dropout": 0.1}
+    ckpt = tmp_path / "finetuned.pt"
+    if era == "hydra":
+        torch.save({"args": None, "cfg": {"model": {**finetune, "w2v_args": {"model": BASE, "task": task_cfg()}},
+                                          "task": task_cfg()}, "model": state}, ckpt)
+    else:
+        torch.save({"args": argparse.Namespace(**{**task_cfg(), **finetune},
+                                                      w2v_args=argparse.Namespace(**BASE)),
+                    "model": state}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert ("matches none of the rule file's layouts (fairseq needs cfg, model (and no cfg.model.w2v_args, "
+            "cfg.model.w2v_path); fairseq-args needs args, model (and no cfg, args.w2v_args, args.w2v_path); "
+            "s3prl needs model_cfg, model_weight)") in result.err
+
+
+def test_args_namespace_next_to_cfg_is_read_through_cfg(tmp_path: Path) -> None:
+    """fairseq converts args to cfg when it loads a file; one re-saved with both is read through cfg."""
+    import argparse
+
+    from remap import compile_file
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
+
+    model = build_s3prl(BASE)
+    torch.save({"args": argparse.Namespace(**{**BASE, "conv_pos": 999}), "cfg": {"model": BASE, "task": task_cfg()},
+                "model": model.state_dict()}, tmp_path / "both.pt")
+    source = select_source(read_checkpoint(tmp_path / "both.pt"), compile_file(RULES).source)
+    assert (source.layout, source.config["conv_pos"]) == ("fairseq", 16)
+
+
+def test_ambiguous_and_empty_configs_are_refused(cli, tmp_path: Path) -> None:
+    model = build_s3prl(BASE)
+    both = tmp_path / "both.pt"
+    torch.save({"cfg": {"model": BASE, "task": task_cfg()}, "model": model.state_dict(),
+                "model_cfg": BASE, "task_cfg": task_cfg(), "model_weight": model.state_dict()}, both)
+    result = cli("apply", RULES, both, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "matches several of the rule file's layouts (fairseq and s3prl)" in result.err
+    empty = tmp_path / "empty.pt"
+    torch.save({"model_cfg": {"_name": "hubert"}, "task_cfg": {"_name": "hubert_pretraining"},
+                "model_weight": model.state_dict()}, empty)
+    result = cli("apply", RULES, empty, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert ("the config at 'task_cfg', 'model_cfg' holds none of the fields the rule file declares" in result.err
+            and "(layout 's3prl')" in result.err)

@@ -9,6 +9,7 @@ remap's own output.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import io
@@ -88,7 +89,31 @@ def write(layout: str, variant: str, path: Path) -> None:
         save_s3prl_converted(path, model.state_dict(), model_cfg, task)
 
 
-def save_finetuned(path: Path, variant: str) -> None:
+# What Wav2VecEncoder writes over the pretrained config when fine-tuning (its arg_overrides).
+FINETUNE: dict[str, Any] = {
+    "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "dropout_input": 0.0, "mask_prob": 0.5,
+    "mask_length": 10, "mask_channel_prob": 0.1, "mask_channel_length": 64, "encoder_layerdrop": 0.05,
+    "feature_grad_mult": 0.0}
+
+
+def finetuned_model(variant: str, vocab: int) -> tuple[Wav2Vec2Model, torch.nn.Linear, dict[str, Any]]:
+    """s3prl's Wav2Vec2Model as fine-tuning leaves it (no pretraining heads), the CTC proj, and the pretrained config.
+
+    The pretrained config carries the fine-tuning overrides, as Wav2VecEncoder writes them into it.
+    """
+    model, pretrained_cfg = build({**VARIANTS[variant], **FINETUNE}, seed=3)
+    model.remove_pretraining_modules()
+    proj = perturb(torch.nn.Linear(TINY["encoder_embed_dim"], vocab), seed=4)
+    return model, proj, pretrained_cfg
+
+
+def finetuned_state(model: Wav2Vec2Model, proj: torch.nn.Linear) -> dict[str, torch.Tensor]:
+    state_dict = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
+    state_dict.update({f"w2v_encoder.proj.{k}": v for k, v in proj.state_dict().items()})
+    return state_dict
+
+
+def save_finetuned(path: Path, variant: str, model_extra: dict[str, Any] | None = None) -> None:
     """fairseq's wav2vec_ctc checkpoint, as fairseq-hydra-train writes it.
 
     cfg.model is the fine-tuning config (Wav2Vec2CtcConfig): its own defaults
@@ -97,18 +122,12 @@ def save_finetuned(path: Path, variant: str) -> None:
     config, with the fine-tuning overrides (dropouts, masking, layerdrop)
     written into its `model` section by Wav2VecEncoder. The pretraining heads
     are gone (remove_pretraining_modules). task_state holds the letter
-    dictionary the CTC head was sized from.
+    dictionary the CTC head was sized from. ``model_extra`` adds fields to cfg.model.
     """
     from omegaconf import OmegaConf
 
-    finetune = {"dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "dropout_input": 0.0,
-                "mask_prob": 0.5, "mask_length": 10, "mask_channel_prob": 0.1, "mask_channel_length": 64,
-                "encoder_layerdrop": 0.05, "feature_grad_mult": 0.0}
-    model, pretrained_cfg = build({**VARIANTS[variant], **finetune}, seed=3)
-    model.remove_pretraining_modules()
-    proj = perturb(torch.nn.Linear(TINY["encoder_embed_dim"], len(LETTERS)), seed=4)
-    state_dict = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
-    state_dict.update({f"w2v_encoder.proj.{k}": v for k, v in proj.state_dict().items()})
+    model, proj, pretrained_cfg = finetuned_model(variant, len(LETTERS))
+    state_dict = finetuned_state(model, proj)
     normalize = variant == "large"
     w2v_args = {"_name": None, "common": {"fp16": True, "log_format": "json", "seed": 1},
                 "task": {**TASK, "normalize": normalize}, "model": pretrained_cfg, "criterion": None,
@@ -125,7 +144,7 @@ def save_finetuned(path: Path, variant: str) -> None:
                  "freeze_finetune_updates": 10000, "feature_grad_mult": 0.0, "layerdrop": 0.05,
                  "normalize": normalize, "data": "/data/librispeech", "w2v_args": w2v_args,
                  "offload_activations": False, "min_params_to_wrap": 100000000, "checkpoint_activations": False,
-                 "ddp_backend": "legacy_ddp", "blank_weight": 0.0, "blank_mode": "add"}
+                 "ddp_backend": "legacy_ddp", "blank_weight": 0.0, "blank_mode": "add", **(model_extra or {})}
     cfg = OmegaConf.create({
         "_name": None, "common": {"fp16": True, "log_format": "json", "seed": 1},
         "task": {"_name": "audio_finetuning", "data": "/data/librispeech", "labels": "ltr", "normalize": normalize,
@@ -146,6 +165,53 @@ def save_finetuned(path: Path, variant: str) -> None:
     finally:
         for name in modules:
             sys.modules.pop(name, None)
+
+
+# fairseq's LibriSpeech letter dictionary (dict.ltr.txt behind its 4 specials): what every 2020
+# English CTC release was fine-tuned with, and what wav2vec2-ctc.yaml assumes without a dictionary.
+LIBRISPEECH_LETTERS = ["<s>", "<pad>", "</s>", "<unk>", *"|ETAONIHSRDLUMWCFGYPBVK'XJQZ"]
+
+
+def save_finetuned_args(path: Path, variant: str, *, vocab: int = len(LIBRISPEECH_LETTERS),
+                        omegaconf_w2v_args: bool = False) -> tuple[Wav2Vec2Model, torch.nn.Linear]:
+    """fairseq's argparse-era wav2vec_ctc checkpoint (the 2020 releases, e.g. wav2vec_small_960h.pt).
+
+    ``args`` is the fine-tuning Namespace: task (audio_pretraining with labels), criterion (ctc) and
+    Wav2VecCtc's own options, flat; ``args.w2v_args`` is the pretrained model's flat Namespace,
+    overrides written in. There is no task_state: fairseq loaded the target dictionary from the data
+    folder. With ``omegaconf_w2v_args``, w2v_args is the omegaconf config ({task, model, ...}) that
+    fairseq's Wav2VecEncoder converts it to during the hydra migration. Returns the model and proj.
+    """
+    from omegaconf import OmegaConf
+
+    model, proj, pretrained_cfg = finetuned_model(variant, vocab)
+    normalize = variant == "large"
+    task = {"task": "audio_pretraining", "data": "/data/librispeech", "normalize": normalize, "sample_rate": 16000,
+            "max_sample_size": 250000, "min_sample_size": 32000, "enable_padding": False}
+    common = {"fp16": True, "seed": 1, "log_format": "json", "optimizer": "adam", "lr_scheduler": "tri_stage"}
+    pretrained_args = {**common, **task, "labels": None, "criterion": "wav2vec", "infonce": True,
+                       "loss_weights": [0.1, 10.0], "log_keys": ["prob_perplexity", "code_perplexity", "temp"],
+                       "max_update": 400000, "lr": [0.0005], "arch": "wav2vec2",
+                       **{k: pretrained_cfg[k] for k in OLD_ARGS_FIELDS}}
+    w2v_args: Any = argparse.Namespace(**pretrained_args)
+    if omegaconf_w2v_args:
+        w2v_args = OmegaConf.create({"_name": None, "common": {"fp16": True, "seed": 1},
+                                     "task": {"_name": "audio_pretraining", **task},
+                                     "model": pretrained_cfg, "criterion": {"_name": "wav2vec", "infonce": True}})
+    finetune_args = {**common, **task, "labels": "ltr", "criterion": "ctc", "zero_infinity": True,
+                     "sentence_avg": True, "remove_bpe": "letter", "max_update": 20000, "lr": [5e-05],
+                     "arch": "wav2vec_ctc", "w2v_path": "/checkpoints/wav2vec_small.pt",
+                     "no_pretrained_weights": False, "dropout_input": 0.0, "final_dropout": 0.1, "apply_mask": True,
+                     "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "mask_length": 10,
+                     "mask_prob": 0.5, "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False,
+                     "mask_channel_length": 64, "mask_channel_prob": 0.1, "mask_channel_selection": "static",
+                     "mask_channel_other": 0.0, "no_mask_channel_overlap": False, "freeze_finetune_updates": 10000,
+                     "feature_grad_mult": 0.0, "layerdrop": 0.05, "w2v_args": w2v_args}
+    torch.save({"args": argparse.Namespace(**finetune_args), "model": finetuned_state(model, proj),
+                "optimizer_history": [{"criterion_name": "CtcCriterion", "optimizer_name": "FairseqAdam",
+                                       "num_updates": 20000}],
+                "extra_state": {"epoch": 40}, "last_optimizer_state": {"state": {}, "param_groups": []}}, path)
+    return model, proj
 
 
 @pytest.mark.parametrize("layout", ["fairseq", "fairseq-args", "s3prl"])
@@ -205,12 +271,134 @@ def test_finetuned_config_comes_from_w2v_args_and_the_dictionary(cli, tmp_path: 
     assert config["ctc_zero_infinity"] is True and config["apply_spec_augment"] is True
 
 
-def test_pretrained_checkpoint_is_not_a_ctc_checkpoint(cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["fairseq", "fairseq-args", "s3prl"])
+def test_pretrained_checkpoint_is_not_a_ctc_checkpoint(layout: str, cli, tmp_path: Path) -> None:
     ckpt = tmp_path / "pretrained.pt"
-    write("fairseq", "base", ckpt)
+    write(layout, "base", ckpt)
     result = cli("apply", CTC_RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert ("matches none of the rule file's layouts (fairseq-finetuned needs cfg.model.w2v_args.model, task_state, "
+            "model; fairseq-args-finetuned needs args.w2v_args, model (and no cfg, args.w2v_args.model); "
+            "fairseq-args-finetuned-hydra needs args.w2v_args.model, model (and no cfg))") in result.err
+
+
+@pytest.mark.parametrize("era", ["hydra", "args"])
+def test_finetuned_checkpoint_is_not_a_pretrained_one(era: str, cli, tmp_path: Path) -> None:
+    """wav2vec2.yaml's fairseq layouts refuse a fine-tuned file (w2v_args / w2v_path), in one line."""
+    ckpt = tmp_path / "finetuned.pt"
+    if era == "hydra":
+        save_finetuned(ckpt, "base")
+    else:
+        save_finetuned_args(ckpt, "base")
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert ("matches none of the rule file's layouts (fairseq needs cfg, model (and no cfg.model.w2v_args, "
+            "cfg.model.w2v_path); fairseq-args needs args, model (and no cfg, args.w2v_args, args.w2v_path); "
+            "s3prl needs model_cfg, model_weight)") in result.err
+    assert not (tmp_path / "out").exists()
+
+
+def ctc_outputs(model: Wav2Vec2Model, proj: torch.nn.Linear, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+    """s3prl's encoder (the in-memory model the checkpoint was written from) and fairseq's proj on it."""
+    from remap.verify.adapters.wav2vec2 import hiddens
+
+    out = hiddens(model.eval(), wave)
+    with torch.no_grad():
+        out["logits"] = proj(out["final"])
+    return out
+
+
+@pytest.mark.parametrize("w2v_args", ["namespace", "omegaconf"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_argparse_era_finetuned_ctc_matches_s3prl(variant: str, w2v_args: str, cli, tmp_path: Path) -> None:
+    """The 2020 argparse releases: no target dictionary, so the LibriSpeech letter dictionary's 32 entries."""
+    import json
+
+    from remap.verify import converted
+
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    model, proj = save_finetuned_args(ckpt, variant, omegaconf_w2v_args=w2v_args == "omegaconf")
+    result = cli("apply", CTC_RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    report = verify(compile_file(CTC_RULES), ckpt, out)
+    assert set(report.diffs) == {"final", "logits", "layer1", "layer2"}, report.diffs
+    assert report.worst <= 1e-5, report.diffs
+    wave = torch.randn(1, 16000, generator=torch.Generator().manual_seed(1))
+    want, got = ctc_outputs(model, proj, wave), converted(out, wave)
+    direct = {k: float((want[k] - got[k]).abs().max()) for k in report.diffs}
+    assert max(direct.values()) <= 1e-5, direct
+    config = json.loads((out / "config.json").read_text())
+    assert (config["vocab_size"], config["pad_token_id"], config["bos_token_id"], config["eos_token_id"]) == (
+        32, 0, 1, 2)
+    # the pretrained config wins for the architecture; the fine-tuning args give final_dropout and masking
+    assert (config["hidden_size"], config["conv_dim"], config["do_stable_layer_norm"]) == (
+        32, [24] * 4, variant == "large")
+    assert (config["final_dropout"], config["hidden_dropout"], config["layerdrop"]) == (0.1, 0.0, 0.05)
+    assert config["ctc_zero_infinity"] is True and config["apply_spec_augment"] is True
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    assert pre["do_normalize"] is (variant == "large")
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as f:
+        layout = f.metadata()["remap.layout"]
+    assert layout == ("fairseq-args-finetuned-hydra" if w2v_args == "omegaconf" else "fairseq-args-finetuned")
+
+
+def test_argparse_era_checkpoint_with_another_vocabulary_is_refused(cli, tmp_path: Path) -> None:
+    """Without a dictionary the vocabulary is assumed, and the CTC head's shape check refuses a wrong guess."""
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned_args(ckpt, "base", vocab=40)
+    result = cli("apply", CTC_RULES, ckpt, "-o", out)
     assert result.code == 1
-    assert "needs cfg.model.w2v_args.model, task_state.target_dictionary, model" in result.err
+    mismatch = [line for line in result.err.splitlines() if "'lm_head.weight'" in line]
+    assert len(mismatch) == 1 and "shape mismatch" in mismatch[0], result.err
+    assert "w2v_encoder.proj.weight" in mismatch[0] and "[40, 32]" in mismatch[0] and "[32, 32]" in mismatch[0]
+    assert not out.exists()
+
+
+def test_seq2seq_checkpoint_is_refused(cli, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, "base", model_extra={"_name": "wav2vec_seq2seq", "decoder_layers": 6})
+    result = cli("apply", CTC_RULES, ckpt, "-o", out)
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "only fairseq's wav2vec_ctc models have a CTC head" in result.err
+
+
+def test_args_and_cfg_together_are_read_through_cfg(tmp_path: Path) -> None:
+    """fairseq converts args to cfg on load; a file re-saved with both is read through cfg, not refused."""
+    from omegaconf import OmegaConf
+
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
+
+    model, model_cfg = build(VARIANTS["base"])
+    ckpt = tmp_path / "both.pt"
+    torch.save({"args": argparse.Namespace(**{**TASK, **model_cfg, "conv_pos": 999}),
+                "cfg": OmegaConf.create({"model": model_cfg, "task": TASK}), "model": model.state_dict()}, ckpt)
+    source = select_source(read_checkpoint(ckpt), compile_file(RULES).source)
+    assert (source.layout, source.config["conv_pos"]) == ("fairseq", 16)
+
+
+def test_a_file_in_two_layouts_is_refused(cli, tmp_path: Path) -> None:
+    model, model_cfg = build(VARIANTS["base"])
+    ckpt = tmp_path / "both.pt"
+    torch.save({"cfg": {"model": model_cfg, "task": TASK}, "model": model.state_dict(),
+                "model_cfg": model_cfg, "task_cfg": TASK, "model_weight": model.state_dict()}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "matches several of the rule file's layouts (fairseq and s3prl)" in result.err
+
+
+def test_a_config_without_any_wav2vec2_field_is_refused(cli, tmp_path: Path) -> None:
+    model, _ = build(VARIANTS["base"])
+    ckpt = tmp_path / "other.pt"
+    torch.save({"cfg": {"model": {"_name": "transformer_lm", "decoder_layers": 6},
+                        "task": {"_name": "language_modeling", "data": "/data"}},
+                "model": model.state_dict()}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "the config at 'cfg.task', 'cfg.model' holds none of the fields the rule file declares" in result.err
+    assert "(layout 'fairseq')" in result.err
 
 
 def test_conv_width_equal_to_model_width_gets_an_identity_projection(cli, tmp_path: Path) -> None:

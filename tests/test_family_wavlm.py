@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from remap import compile_file
 from remap.verify import verify
 from tests.conftest import ROOT
-from tests.layouts import perturb
+from tests.layouts import perturb, save_fairseq
 
 warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated", category=FutureWarning)
 
@@ -69,13 +69,31 @@ def build_wavlm(config: dict[str, Any], seed: int = 0) -> torch.nn.Module:
 
 
 def save_official(path: Path, model: torch.nn.Module, config: dict[str, Any], layout: str) -> None:
-    """Microsoft's release layout: {"cfg": WavLMConfig fields, "model": state_dict}; cfg a dict or a DictConfig."""
+    """Microsoft's release layout: {"cfg": WavLMConfig fields, "model": state_dict}; cfg a dict or a DictConfig.
+
+    ``layout`` "fairseq" writes what fairseq's trainer saves instead (see `save_fairseq_trainer`).
+    """
+    if layout == "fairseq":
+        save_fairseq_trainer(path, model, config)
+        return
     cfg: Any = dict(config)
     if layout == "official-dictconfig":
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.create(cfg)
     torch.save({"cfg": cfg, "model": model.state_dict()}, path)
+
+
+def save_fairseq_trainer(path: Path, model: torch.nn.Module, config: dict[str, Any]) -> None:
+    """fairseq's trainer layout: {"cfg": DictConfig(model=..., task=...), "model", "args": None, "task_state", ...}.
+
+    The model section holds the WavLMConfig fields (with fairseq's `_name`); the task's `normalize` is the
+    audio_pretraining option, so it sits in the task section only.
+    """
+    model_cfg = {"_name": "wavlm", **{k: v for k, v in config.items() if k != "normalize"}}
+    task = {"_name": "audio_pretraining", "data": "/data/librispeech", "sample_rate": 16000,
+            "normalize": bool(config.get("normalize", False)), "max_sample_size": 250000}
+    save_fairseq(path, model.state_dict(), model_cfg, task)
 
 
 def convert(cli, tmp_path: Path, config: dict[str, Any], layout: str = "official-dict") -> tuple[Path, Path]:
@@ -95,6 +113,74 @@ def test_converted_model_matches_s3prl(variant: str, layout: str, cli, tmp_path:
     n = config["encoder_layers"]
     assert set(report.diffs) == {"final", *(f"layer{i}" for i in range(1, n + 1))}
     assert report.worst <= 1e-5, report.diffs
+
+
+@pytest.mark.parametrize("variant", ["base", "large", "conv-width-equals-model-width"])
+def test_fairseq_trainer_layout_matches_s3prl(variant: str, cli, tmp_path: Path) -> None:
+    """{cfg: {model, task}, model}: verify against s3prl, and directly against the model the file was written from."""
+    import json
+
+    from safetensors import safe_open
+
+    from remap.verify import converted
+    from remap.verify.adapters.wavlm import hiddens
+
+    config = VARIANTS[variant]
+    model = build_wavlm(config)
+    ckpt, out = tmp_path / "checkpoint_best.pt", tmp_path / "out"
+    save_fairseq_trainer(ckpt, model, config)
+    result = cli("apply", RULES, ckpt, "-o", out)
+    assert result.code == 0, result.err
+    report = verify(compile_file(RULES), ckpt, out)
+    n = config["encoder_layers"]
+    assert set(report.diffs) == {"final", *(f"layer{i}" for i in range(1, n + 1))}
+    assert report.worst <= 1e-5, report.diffs
+    wave = torch.randn(1, 8000, generator=torch.Generator().manual_seed(1))
+    want, got = hiddens(model, wave), converted(out, wave)
+    direct = {k: float((want[k] - got[k]).abs().max()) for k in report.diffs}
+    assert max(direct.values()) <= 1e-5, direct
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert f.metadata()["remap.layout"] == "fairseq"
+    # normalize comes from the task section
+    assert json.loads((out / "preprocessor_config.json").read_text())["do_normalize"] is bool(config.get("normalize"))
+    assert json.loads((out / "config.json").read_text())["do_stable_layer_norm"] is bool(config.get("layer_norm_first"))
+
+
+def test_layouts_are_told_apart(tmp_path: Path) -> None:
+    """A flat cfg is the official layout; a cfg with a model section is fairseq's (never both)."""
+    from remap.io import select_source
+    from remap.io.readers import read_checkpoint
+
+    rules = compile_file(RULES)
+    model = build_wavlm(BASE)
+    for layout in ("official-dict", "official-dictconfig", "fairseq"):
+        save_official(tmp_path / "c.pt", model, BASE, layout)
+        source = select_source(read_checkpoint(tmp_path / "c.pt"), rules.source)
+        assert (source.layout, source.config["encoder_layers"]) == (layout.split("-")[0], 2)
+
+
+def test_finetuned_wavlm_is_refused(cli, tmp_path: Path) -> None:
+    """A fine-tuned model's cfg.model is the fine-tuning config (w2v_path, w2v_args): neither layout matches."""
+    model = build_wavlm(BASE)
+    ckpt = tmp_path / "finetuned.pt"
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_path": "/ckpt/WavLM-Base.pt",
+                                  "w2v_args": {"model": BASE}}, "task": {"normalize": False}},
+                "model": state}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert ("matches none of the rule file's layouts (official needs cfg, model (and no cfg.model); fairseq needs "
+            "cfg.model, model (and no cfg.model.w2v_args, cfg.model.w2v_path))") in result.err
+
+
+def test_config_without_wavlm_fields_is_refused(cli, tmp_path: Path) -> None:
+    model = build_wavlm(BASE)
+    ckpt = tmp_path / "other.pt"
+    torch.save({"cfg": {"label_rate": 50, "sample_rate": 16000}, "model": model.state_dict()}, ckpt)
+    result = cli("apply", RULES, ckpt, "-o", tmp_path / "out")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "the config at 'cfg' holds none of the fields the rule file declares" in result.err
+    assert "(layout 'official')" in result.err
 
 
 @pytest.mark.parametrize("variant", ["no-relative-position", "gru-without-relative-position",

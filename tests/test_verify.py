@@ -6,6 +6,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import EXAMPLE, RULES, TINY
 from tests.layouts import swap_layer_norm_targets
@@ -76,3 +77,80 @@ def test_verify_wants_a_converted_folder(cli, tmp_path: Path) -> None:
     result = cli("verify", RULES, EXAMPLE, tmp_path / "nowhere")
     assert result.err == (f"error: {tmp_path / 'nowhere'}: not a converted model folder (no config.json); pass the "
                           "folder `remap apply` wrote\n")
+
+
+def test_conv_specs_reach_s3prl_only_as_canonical_literals() -> None:
+    """What s3prl evals is re-rendered from remap's parse: plain integer triples, whatever the file wrote."""
+    from remap.verify.adapters._s3prl import conv_layers_literal, with_conv_layers
+    from remap.verify.adapters.wav2vec2 import model_config
+
+    spec = "[(24,10,5)] + [(24,3,2)] * 2 + [(24, 2, 2)]"
+    canonical = "[(24, 10, 5), (24, 3, 2), (24, 3, 2), (24, 2, 2)]"
+    assert conv_layers_literal(spec, "conv_feature_layers", "c.pt") == canonical
+    assert conv_layers_literal([[24, 10, 5], (24, 3, 2)], "f", "c.pt") == "[(24, 10, 5), (24, 3, 2)]"  # omegaconf lists
+    assert with_conv_layers({"conv_feature_layers": spec, "x": 1}, "conv_feature_layers", "c.pt") == {
+        "conv_feature_layers": canonical, "x": 1}
+    assert with_conv_layers({"x": 1}, "conv_feature_layers", "c.pt") == {"x": 1}  # absent: s3prl's own default
+    assert model_config({"conv_feature_layers": spec, "encoder_layers": 2}).conv_feature_layers == canonical
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("__import__('os').system('touch PWNED') or [(512,10,5)]",
+     "c.pt: config 'conv_feature_layers' is not a literal list of (dim, kernel, stride) conv layers: "
+     "\"__import__('os').system('touch PWNED') or [(512,10,5)]\" (s3prl would run it as Python code; remap does not)"),
+    ("[(512, 10)]", "c.pt: config 'conv_feature_layers' must be a non-empty list of (dim, kernel, stride) positive "
+                    "integer triples, got '[(512, 10)]'"),
+    ("[(512, 10.0, 5)]", "must be a non-empty list of (dim, kernel, stride) positive integer triples"),
+    ("[]", "must be a non-empty list"),
+    ("[" + "(512, 10, 5), " * 50 + "(1, 2)]", "got " + repr("[" + "(512, 10, 5), " * 50)[:80] + "..."),  # shortened
+    (None, "config 'conv_feature_layers' is not a literal list of (dim, kernel, stride) conv layers: 'None'"),
+])
+def test_a_conv_spec_that_is_not_a_literal_list_is_one_line(value: object, message: str) -> None:
+    from remap.errors import SourceError
+    from remap.verify.adapters._s3prl import conv_layers_literal
+
+    with pytest.raises(SourceError) as caught:
+        conv_layers_literal(value, "conv_feature_layers", "c.pt")
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_string_latent_temp_is_parsed_not_literal_evaluated() -> None:
+    from remap.errors import SourceError
+    from remap.verify.adapters._s3prl import temperature_literal
+
+    assert temperature_literal("(2, 0.5, 0.999995)", "latent_temp", "c.pt") == (2.0, 0.5, 0.999995)
+    assert temperature_literal([2, 0.5, 0.9], "latent_temp", "c.pt") == [2, 0.5, 0.9]  # not text: s3prl takes it as is
+    with pytest.raises(SourceError, match="must be a \\(max, min, decay\\) triple of numbers"):
+        temperature_literal("(2, 0.5)", "latent_temp", "c.pt")
+
+
+def test_the_payload_is_live_without_the_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hostile cases can fail: handed to s3prl as is, their conv specs run (here, harmlessly, in tmp_path)."""
+    import contextlib
+    import io
+
+    from tests.hostile.cases_verify import MARKER, TOUCH, TOUCH_BY_EXEC, TOUCH_IN_REPEAT
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
+
+    monkeypatch.chdir(tmp_path)
+    for payload in (TOUCH, TOUCH_IN_REPEAT, TOUCH_BY_EXEC):
+        WavLM(WavLMConfig({"conv_feature_layers": payload, "encoder_layers": 1, "encoder_embed_dim": 32,
+                           "encoder_ffn_embed_dim": 32, "encoder_attention_heads": 2}))
+        assert (tmp_path / MARKER).exists(), payload
+        (tmp_path / MARKER).unlink()
+
+
+def test_verify_refuses_code_in_a_conv_spec(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process twin of tests/hostile/cases_verify.py: one line, and the payload never ran."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    torch.save({"Distiller": {"w": torch.ones(2)}, "Config": {"distiller": {
+        "extractor_conv_feature_layers": "__import__('pathlib').Path('PWNED').touch() or [(512,10,5)]"}}},
+        tmp_path / "states.ckpt")
+    result = cli("verify", RULES, tmp_path / "states.ckpt", tmp_path / "nowhere")
+    assert result.code == 1 and result.err.count("\n") == 1 and result.err.startswith("error: states.ckpt: config "
+                                                                                       "'extractor_conv_feature_layers'")
+    assert not (tmp_path / "PWNED").exists()

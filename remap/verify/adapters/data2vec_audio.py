@@ -9,15 +9,19 @@ from typing import Any
 import torch
 
 from ...io.source import Source
-from ._s3prl import merge_with_parent
+from ._s3prl import merge_with_parent, with_conv_layers
 
 
 def build(source: Source) -> Any:
-    """s3prl's model, configured as s3prl's convert.py does (merge_with_parent), with the source's weights."""
+    """s3prl's model, configured as s3prl's convert.py does (merge_with_parent), with the source's weights.
+
+    The conv spec s3prl evals is the canonical literal of remap's own parse (see ``_s3prl``).
+    """
+    config = with_conv_layers(source.config, "conv_feature_layers", source.name)
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.data2vec.data2vec_model import Data2VecAudioConfig, Data2VecAudioModel
 
-        model = Data2VecAudioModel(merge_with_parent(Data2VecAudioConfig, dict(source.config)))
+        model = Data2VecAudioModel(merge_with_parent(Data2VecAudioConfig, config, source.name))
     state = {key: ref.load() for key, ref in source.tensors.items()}
     # convert.py drops the EMA teacher and the pretraining head; keep final_proj only if the file has it,
     # so that load_state_dict stays strict either way.

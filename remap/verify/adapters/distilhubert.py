@@ -9,13 +9,16 @@ from typing import Any
 import torch
 
 from ...io.source import Source
+from ._s3prl import with_conv_layers
 
 
 def build(source: Source) -> Any:
+    """s3prl's DistillerModel; the conv spec it evals is the canonical literal of remap's parse (see _s3prl)."""
+    config = with_conv_layers(source.config, "extractor_conv_feature_layers", source.name)
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.distiller.model import DistillerConfig, DistillerModel
 
-        model = DistillerModel(DistillerConfig(dict(source.config)))
+        model = DistillerModel(DistillerConfig(config))
     model.load_state_dict({key: ref.load() for key, ref in source.tensors.items()})
     return model.eval()
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ...io.source import Source
-from ._s3prl import merge_with_parent
+from ._s3prl import merge_with_parent, with_conv_layers
 
 
 def _dictionaries(source: Source, final_dim: int, untie: bool) -> list[Any]:
@@ -46,12 +46,12 @@ def build(source: Source) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
 
-    config = dict(source.config)
+    config = with_conv_layers(source.config, "conv_feature_layers", source.name)  # s3prl evals it (see _s3prl)
     # label_rate has no default in s3prl's HubertConfig and only aligns pretraining
     # labels; a hydra interpolation left unresolved (a string) is replaced too.
     if not isinstance(config.get("label_rate"), (int, float)):
         config["label_rate"] = -1.0
-    model_cfg = merge_with_parent(HubertConfig, config)
+    model_cfg = merge_with_parent(HubertConfig, config, source.name)
     task_cfg = HubertPretrainingConfig()
     final_dim = model_cfg.final_dim if model_cfg.final_dim > 0 else model_cfg.encoder_embed_dim
     model = HubertModel(model_cfg, task_cfg, _dictionaries(source, final_dim, bool(model_cfg.untie_final_proj)))

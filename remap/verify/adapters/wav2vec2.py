@@ -15,23 +15,32 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ...io.source import Source
-from ._s3prl import merge_with_parent
+from ._s3prl import merge_with_parent, temperature_literal, with_conv_layers
 
 
-def model_config(config: dict[str, Any]) -> Any:
-    """s3prl's ``Wav2Vec2Config`` for a checkpoint's model config."""
+def model_config(config: Mapping[str, Any], where: str = "checkpoint") -> Any:
+    """s3prl's ``Wav2Vec2Config`` for a checkpoint's model config.
+
+    ``conv_feature_layers`` (which s3prl evals) becomes the canonical literal of remap's own parse,
+    and a string ``latent_temp`` a tuple (see ``_s3prl``).
+    """
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Config
 
-    return merge_with_parent(Wav2Vec2Config, dict(config))
+    safe = with_conv_layers(config, "conv_feature_layers", where)
+    if "latent_temp" in safe:
+        safe["latent_temp"] = temperature_literal(safe["latent_temp"], "latent_temp", where)
+    return merge_with_parent(Wav2Vec2Config, safe, where)
 
 
-def build_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor], finetuned: bool = False) -> Any:
+def build_model(config: Mapping[str, Any], state_dict: dict[str, torch.Tensor], finetuned: bool = False,
+                where: str = "checkpoint") -> Any:
     """s3prl's Wav2Vec2Model with ``state_dict`` loaded strictly.
 
     ``finetuned``: fairseq's fine-tuning removes the pretraining modules
@@ -41,7 +50,7 @@ def build_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor], fin
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Model
 
-    model = Wav2Vec2Model(model_config(config))
+    model = Wav2Vec2Model(model_config(config, where))
     if finetuned:
         model.remove_pretraining_modules()
     model.load_state_dict(state_dict)
@@ -49,7 +58,7 @@ def build_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor], fin
 
 
 def build(source: Source) -> Any:
-    return build_model(dict(source.config), {key: ref.load() for key, ref in source.tensors.items()})
+    return build_model(source.config, {key: ref.load() for key, ref in source.tensors.items()}, where=source.name)
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ s3prl, and fairseq is not installed. Its inference path is short and is
 re-stated here from its parts:
 
 - ``Wav2VecEncoder.w2v_model`` is fairseq's ``Wav2Vec2Model`` built from
-  ``cfg.model.w2v_args.model`` with its pretraining modules removed; the
+  the pretrained config (``cfg.model.w2v_args.model``, or argparse's
+  ``args.w2v_args``) with its pretraining modules removed; the
   reference builds s3prl's copy of it the same way (``merge_with_parent``, as
   s3prl's ``upstream/wav2vec2/convert.py`` does, then
   ``remove_pretraining_modules``) and loads the ``w2v_encoder.w2v_model.*``
@@ -17,7 +18,11 @@ re-stated here from its parts:
   weight and bias, which gives ``logits``. fairseq's ``blank_weight`` (refused
   by the rule file unless 0) would change only the blank logit.
 
-``source.config`` is the whole checkpoint (see rules/wav2vec2-ctc.yaml).
+``source.config`` is the merged config rules/wav2vec2-ctc.yaml reads, whichever layout the file
+has: hydra's ``cfg.task``, ``cfg.criterion``, ``cfg.model``, then ``cfg.model.w2v_args.model`` (the
+pretrained model's config, which wins), or argparse's ``args`` then ``args.w2v_args``. s3prl's
+``Wav2Vec2Config`` keeps the fields it knows (``merge_with_parent``), and the conv spec it evals is
+the canonical literal of remap's own parse (see ``_s3prl``).
 """
 
 from __future__ import annotations
@@ -35,9 +40,8 @@ PREFIX = "w2v_encoder.w2v_model."
 
 def build(source: Source) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """s3prl's Wav2Vec2Model for ``w2v_encoder.w2v_model``, and the CTC projection's weight and bias."""
-    config = source.config["cfg"]["model"]["w2v_args"]["model"]
     state = {key[len(PREFIX):]: ref.load() for key, ref in source.tensors.items() if key.startswith(PREFIX)}
-    model = build_model(dict(config), state, finetuned=True)
+    model = build_model(source.config, state, finetuned=True, where=source.name)
     return model, source.tensors["w2v_encoder.proj.weight"].load(), source.tensors["w2v_encoder.proj.bias"].load()
 
 

@@ -9,14 +9,21 @@ from typing import Any
 import torch
 
 from ...io.source import Source
+from ._s3prl import with_conv_layers
 
 
 def build(source: Source) -> Any:
-    """s3prl's WavLM, built as s3prl's expert.py builds it: ``WavLM(WavLMConfig(cfg))`` plus a strict load."""
+    """s3prl's WavLM, built as s3prl's expert.py builds it: ``WavLM(WavLMConfig(cfg))`` plus a strict load.
+
+    ``cfg`` is the config remap selected: the official file's flat ``cfg``, or a fairseq trainer
+    file's ``cfg.task`` merged with ``cfg.model``. The conv spec s3prl evals is the canonical literal
+    of remap's own parse (see ``_s3prl``).
+    """
+    config = with_conv_layers(source.config, "conv_feature_layers", source.name)
     with contextlib.redirect_stdout(io.StringIO()):
         from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
 
-        model = WavLM(WavLMConfig(dict(source.config)))
+        model = WavLM(WavLMConfig(config))
     model.load_state_dict({key: ref.load() for key, ref in source.tensors.items()})
     return model.eval()
 
