@@ -335,3 +335,154 @@ def test_nested_dicts_in_a_state_dict_become_dotted_keys(tmp_path: Path) -> None
                path)
     source = read_checkpoint(path).source("model", None)
     assert sorted(source.tensors) == ["_ema.inner.b", "_ema.layers.0.w", "w"]
+
+
+# ---- hostile-input hardening (issue 9): unit checks beside the end-to-end corpus in tests/hostile ----
+
+pickle_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8)
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                          max_size=4)
+    | st.frozensets(st.integers(0, 9), max_size=3),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pickle_values, st.integers(0, 5))
+def test_the_opcode_scan_accepts_every_real_pickle_and_finds_its_end(value: Any, protocol: int) -> None:
+    import pickle
+
+    from remap.io.readers.picklescan import scan
+
+    data = pickle.dumps(value, protocol=protocol)
+    assert scan(data) == len(data)
+    assert scan(data + data, len(data)) == 2 * len(data)
+
+
+def test_a_legacy_pickle_longer_than_the_first_read_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "big.pt"
+    torch.save({"sd": {"w": torch.arange(6.0)}, "log": list(range(400_000))}, path,
+               _use_new_zipfile_serialization=False)
+    tree = read_checkpoint(path).tree
+    assert tree["log"][-1] == 399_999 and tensor_bits(tree["sd"]["w"]) == bits(torch.arange(6.0))
+
+
+def test_a_compressed_data_pkl_within_bounds_still_reads(tmp_path: Path) -> None:
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.ones(3)}, plain)
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(packed, "w") as dst:
+        for info in src.infolist():
+            kind = zipfile.ZIP_DEFLATED if info.filename.endswith("data.pkl") else zipfile.ZIP_STORED
+            dst.writestr(info.filename, src.read(info), compress_type=kind)
+    assert tensor_bits(read_checkpoint(packed).tree["w"]) == bits(torch.ones(3))
+
+
+def test_links_inside_the_folder_and_the_hugging_face_cache_layout_are_followed(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "local"
+    (folder / "blobs").mkdir(parents=True)
+    save_file({"a": torch.ones(2)}, folder / "blobs" / "x")
+    os.symlink("blobs/x", folder / "model.safetensors")
+    assert sorted(read_checkpoint(folder).tree) == ["a"]
+    # huggingface_hub's cache: every file of a snapshot is a link into the repository's blobs/
+    repo = tmp_path / "hub" / "models--org--name"
+    snapshot = repo / "snapshots" / "0123abc"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    save_file({"a": torch.ones(2)}, repo / "blobs" / "1111")
+    (repo / "blobs" / "2222").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00001.safetensors"}}))
+    os.symlink("../../blobs/1111", snapshot / "model-00001-of-00001.safetensors")
+    os.symlink("../../blobs/2222", snapshot / "model.safetensors.index.json")
+    assert tensor_bits(read_checkpoint(snapshot).tree["a"]) == bits(torch.ones(2))
+    (repo / "blobs" / "2222").write_text(json.dumps({"weight_map": {"a": "../../../x.safetensors"}}))
+    with pytest.raises(SourceError, match=r"shard '\.\./\.\./\.\./x\.safetensors' listed in the index is outside"):
+        read_checkpoint(snapshot)
+
+
+def test_an_index_may_name_a_shard_through_a_link_or_a_subfolder_inside_its_folder(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "parts").mkdir()
+    save_file({"a": torch.ones(2)}, tmp_path / "parts" / "one.safetensors")
+    os.symlink("parts/one.safetensors", tmp_path / "alias.safetensors")
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "parts/one.safetensors", "b": "alias.safetensors"}}))
+    with pytest.raises(SourceError, match=r"tensor 'b' is listed in the index but not found in its shard"):
+        read_checkpoint(tmp_path)  # both names are read (once), and 'b' is in neither
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "alias.safetensors"}}))
+    assert tensor_bits(read_checkpoint(tmp_path).tree["a"]) == bits(torch.ones(2))
+
+
+def test_outside_shards_get_one_message_whether_or_not_they_exist(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    save_file({"a": torch.ones(2)}, tmp_path / "secret.safetensors")
+    messages = []
+    for target in ("../secret.safetensors", "../nothing.safetensors"):
+        (folder / "evil.safetensors").unlink(missing_ok=True)
+        os.symlink(target, folder / "evil.safetensors")
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "evil.safetensors"}}))
+        with pytest.raises(SourceError) as caught:
+            read_checkpoint(folder)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and str(tmp_path.resolve()) not in messages[0].replace(str(folder), "")
+
+
+def test_a_legit_expanded_view_converts_and_an_oversized_broadcast_is_refused_only_when_selected(tmp_path: Path) -> None:
+    path = tmp_path / "views.pt"
+    ids = torch.arange(8).expand(1, -1)  # transformers' position_ids buffer: stride (0, 1), 8 of 8 elements
+    torch.save({"sd": {"ids": ids}, "other": {"b": torch.ones(2).expand(4, 2)}}, path)
+    ckpt = read_checkpoint(path)
+    source = ckpt.source("sd", None)
+    assert source.tensors["ids"].read().tobytes() == bits(ids)
+    assert ckpt.tree["other"]["b"].info.shape == (4, 2)  # visible to inspect
+    with pytest.raises(SourceError, match=r"tensor 'b' has 8 elements but its storage holds only 2 \(a broadcast view"):
+        ckpt.source("other", None)
+
+
+def test_walk_shows_a_shared_container_once_and_flatten_refuses_a_cycle(tmp_path: Path) -> None:
+    from remap.io.source import Checkpoint
+
+    path = tmp_path / "shared.pt"
+    sd = {"w": torch.ones(2)}
+    torch.save({"model": sd, "ema": sd}, path)
+    walked = list(read_checkpoint(path).walk())
+    assert [p for p, _ in walked] == ["model.w", "ema"]
+    assert walked[1][1] == Record("<same object as 'model'>")
+    loop: dict[str, Any] = {}
+    loop["inner"] = {"again": loop}
+    with pytest.raises(SourceError, match=r"state dict entry 'inner\.again' contains itself"):
+        Checkpoint(path, {"sd": loop}).source("sd", None)
+
+
+def test_omegaconf_parent_links_become_placeholders_not_errors(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    path = tmp_path / "cfg.pt"
+    torch.save({"cfg": OmegaConf.create({"model": {"layers": [1, {"x": 2}]}})}, path)
+    assert read_checkpoint(path).tree["cfg"] == {"model": {"layers": [1, {"x": 2}]}}
+
+
+def _hostile_pickles() -> list[tuple[bytes, str]]:
+    from tests.hostile import cases_readers as op
+
+    return [
+        (op.PROTO + op.tensor(op.ints(1), op.ints(1)) + op.EMPTY_DICT + op.BUILD + op.STOP, "BUILD on a tensor"),
+        (op.PROTO + op.glob("builtins", "list") + op.EMPTY_DICT + op.BUILD + op.STOP, "BUILD on builtins.list"),
+        (op.PROTO + op.glob("torch", "float32") + op.EMPTY_DICT + op.BUILD + op.STOP, "AttributeError"),
+        (op.PROTO + op.NONE + b"r" + (10**6).to_bytes(4, "little") + op.STOP, "memo index 1000000"),
+        (op.PROTO + op.call("builtins", "bytes", op.num(2**40)) + op.STOP, r"calls builtins\.bytes\(int\)"),
+    ]
+
+
+@pytest.mark.parametrize("payload, message", _hostile_pickles())
+def test_pickle_tricks_are_refused_in_one_line(tmp_path: Path, payload: bytes, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        read_checkpoint(_zip_checkpoint(tmp_path / "bad.pt", payload))

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SourceError
 from ..tensors import TensorInfo, itemsize
 
+MAX_NESTING = 200  # a bound for walking trees (readers refuse deeper ones long before this)
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -77,10 +79,21 @@ class StoredTensor:
         return self.offset, last + 1
 
     def check_bounds(self, key: str) -> None:
+        """Refuse a view that reaches outside its storage, or that has more elements than the storage holds.
+
+        A broadcast view (stride 0, from ``expand()``) would turn a few stored bytes into a huge output.
+        """
         first, count = self.span()
-        if any(s < 0 for s in self._strides()) or (first + count) * itemsize(self.info.dtype) > self.storage.nbytes:
+        size = itemsize(self.info.dtype)
+        past_end = count > 0 and (first + count) * size > self.storage.nbytes  # an empty view reads nothing
+        if first < 0 or any(s < 0 for s in self._strides()) or past_end:
             raise SourceError(f"tensor '{key}' reaches past its stored data (truncated or corrupt file)",
                               self.storage.path.name)
+        elements = math.prod(self.info.shape)
+        if elements * size > self.storage.nbytes:
+            raise SourceError(f"tensor '{key}' has {elements} elements but its storage holds only "
+                              f"{self.storage.nbytes // size} (a broadcast view, e.g. from expand()); save "
+                              "tensor.clone() instead", self.storage.path.name)
 
     def read(self) -> np.ndarray:
         """The tensor's bytes, C-contiguous, as a flat uint8 array (no float conversion)."""
@@ -188,7 +201,7 @@ class Checkpoint:
             sd = sd.state
         if not isinstance(sd, Mapping) or not sd:
             raise SourceError(f"'{state_dict or '<top level>'}' is not a non-empty state dict", self.path.name)
-        sd = _flatten(sd)  # nested dicts (fairseq's `_ema` teacher) become dotted keys rules can drop
+        sd = _flatten(sd, self.path.name)  # nested dicts (fairseq's `_ema` teacher) become dotted keys rules can drop
         for key, value in sd.items():
             if not isinstance(value, StoredTensor):
                 kind = value.class_name if isinstance(value, Record) else type(value).__name__
@@ -205,32 +218,68 @@ class Checkpoint:
 
     def walk(self) -> Iterator[tuple[str, Any]]:
         """Every leaf with its dotted path: stored tensors, records and plain values."""
-        yield from _walk(self.tree, "")
+        yield from _walk(self.tree)
 
 
-def _flatten(mapping: Mapping[Any, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(mapping: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    """Nested mappings as dotted keys, depth first in order; a mapping that contains itself is refused."""
     flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, f"{name}."))
+    stack: list[tuple[Iterator[tuple[Any, Any]], str, int]] = [(iter(mapping.items()), "", id(mapping))]
+    on_path = {id(mapping)}
+    while stack:
+        items, prefix, _ = stack[-1]
+        for key, value in items:
+            name = f"{prefix}{key}"
+            if not isinstance(value, Mapping) or not value:
+                flat[name] = value
+                continue
+            if id(value) in on_path or len(stack) >= MAX_NESTING:
+                what = "contains itself" if id(value) in on_path else f"is nested more than {MAX_NESTING} deep"
+                raise SourceError(f"state dict entry '{name}' {what}; refusing it", where)
+            on_path.add(id(value))
+            stack.append((iter(value.items()), f"{name}.", id(value)))
+            break
         else:
-            flat[name] = value
+            on_path.discard(stack.pop()[2])
     return flat
 
 
-def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, Record):
-        yield prefix, node
+def _walk(root: Any) -> Iterator[tuple[str, Any]]:
+    """Depth first, in order; a container met again (shared in the pickle) is shown once, then referred to."""
+    children = _children(root)
+    if children is None:
+        yield "", root
         return
+    seen = {id(root): "<top level>"}
+    stack: list[tuple[Iterator[tuple[Any, Any]], str]] = [(children, "")]
+    while stack:
+        items, prefix = stack[-1]
+        for key, node in items:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            children = _children(node)
+            if children is None:
+                yield path, node
+            elif id(node) in seen:
+                yield path, Record(f"<same object as '{seen[id(node)]}'>")
+            elif len(stack) >= MAX_NESTING:
+                yield path, Record("<nested too deeply>")
+            else:
+                seen[id(node)] = path
+                stack.append((children, path))
+                break
+        else:
+            stack.pop()
+
+
+def _children(node: Any) -> Iterator[tuple[Any, Any]] | None:
+    """What `walk` descends into: non-empty mappings, and lists or tuples holding mappings or tensors."""
+    if isinstance(node, Record):
+        return None
     if isinstance(node, Mapping) and node:
-        for key, value in node.items():
-            yield from _walk(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(node, (list, tuple)) and node and any(isinstance(v, (Mapping, StoredTensor)) for v in node):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{prefix}.{i}" if prefix else str(i))
-    else:
-        yield prefix, node
+        return iter(node.items())
+    if isinstance(node, (list, tuple)) and node and any(isinstance(v, (Mapping, StoredTensor)) for v in node):
+        return enumerate(node)
+    return None
 
 
 def select_source(checkpoint: Checkpoint, spec: SourceSpec) -> Source:

@@ -3,18 +3,20 @@
 `read_checkpoint(path)` detects the format from the file's first bytes, not
 its name: PyTorch zip (``.pt/.ckpt/.bin/.pth``), PyTorch's legacy pickle
 stream, safetensors, a sharded index (``*.index.json``), or a folder holding
-one of these. No reader imports torch or executes anything from the file.
+one of these. No reader imports torch or executes anything from the file, and
+no path a folder or an index names is followed out of its folder.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import zipfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from ...errors import SourceError
-from ..source import Checkpoint, StoredTensor
+from ..source import Checkpoint
+from .index import contained, read_index, source_root
 from .safetensors import looks_like_safetensors, read_safetensors
 from .torchfile import LEGACY_PREFIX, read_legacy, read_zip
 
@@ -29,9 +31,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not path.exists():
         raise SourceError("no such file", str(path))
     if path.is_dir():
-        return read_checkpoint(_resolve_folder(path))
+        path = _resolve_folder(path)
     if path.name.endswith(".index.json"):
-        return _read_index(path)
+        return read_index(path, read_file)
+    return read_file(path)
+
+
+def read_file(path: Path) -> Checkpoint:
+    """One checkpoint file (never a folder or an index), by its first bytes."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -51,10 +58,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _resolve_folder(folder: Path) -> Path:
+    """The checkpoint a folder holds; a link out of the folder is refused, never followed."""
+    root = source_root(folder)
     for name in FOLDER_FILES:
-        if (folder / name).is_file():
+        if os.path.lexists(folder / name) and _inside(root, folder, name).is_file():
             return folder / name
-    candidates = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(SUFFIXES))
+    candidates = [p for p in (_inside(root, folder, name) for name in names) if p.is_file()]
     if len(candidates) == 1:
         return candidates[0]
     found = ", ".join(p.name for p in candidates) or "no checkpoint files"
@@ -62,24 +72,8 @@ def _resolve_folder(folder: Path) -> Path:
                       str(folder))
 
 
-def _read_index(path: Path) -> Checkpoint:
-    try:
-        index = json.loads(path.read_text())
-        weight_map: dict[str, str] = index["weight_map"]
-        assert isinstance(weight_map, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        raise SourceError("not a valid shard index (needs a 'weight_map' object)", str(path)) from None
-    tree: dict[str, Any] = {}
-    for shard_name in sorted(set(weight_map.values())):
-        shard = path.parent / shard_name
-        if not shard.is_file():
-            raise SourceError(f"shard '{shard_name}' listed in the index is missing", str(path))
-        shard_tree = read_checkpoint(shard).tree
-        for key, value in (shard_tree.items() if isinstance(shard_tree, dict) else []):
-            if weight_map.get(key) == shard_name and isinstance(value, StoredTensor):
-                tree[key] = value
-    missing = sorted(set(weight_map) - set(tree))
-    if missing:
-        raise SourceError(f"tensor '{missing[0]}' is listed in the index but not found in its shard "
-                          f"({len(missing)} missing)", str(path))
-    return Checkpoint(path, dict(sorted(tree.items())), "sharded")
+def _inside(root: Path, folder: Path, name: str) -> Path:
+    if not contained(root, folder / name):
+        raise SourceError(f"'{name}' in this folder links outside the folder (or cannot be resolved); refusing to "
+                          "follow it", str(folder))
+    return folder / name
