@@ -5,6 +5,11 @@ planning and never imports it (``tests/test_layers.py`` checks this):
 
     cli.py          the ``remap`` command: argument parsing and printing, nothing else
     pipeline.py     prepare() = read + plan + check; write(); convert() = both, atomically
+    revert.py       revert(): a transformers folder back into the original checkpoint (revert_new.py
+                    without --like, from the rules read backwards: synth.py)
+    compare.py      compare(): weight by weight, a conversion against its source, or two checkpoints
+    provenance.py   remap-provenance.json: what each output tensor was made from
+    tokenizers.py   the tokenizer a rule file declares, written with transformers' classes
     authoring/      tools for rule-file authors: examples (+ pytest plugin), explain, lint, suggest
     verify/         the original implementation vs the converted model; adapters/ per rule file
     catalog.py      rule files by name: bundled (rules/ -> remap._rules) and rule packs (entry points)
@@ -34,6 +39,8 @@ Library use::
     rules = remap.load_rules("distilhubert")        # a bundled name, a pack's name, or a path
     prepared = remap.prepare(rules, "states.ckpt")   # reads, plans and checks; writes nothing
     remap.write(prepared, "out/")                    # strict, atomic
+    remap.revert(rules, "out/", "back.ckpt", like="states.ckpt")   # and back again
+    remap.diff(["distilhubert", "states.ckpt", "out/"]).ok          # weight by weight
 """
 
 from __future__ import annotations
@@ -41,16 +48,19 @@ from __future__ import annotations
 from .authoring.examples import run_examples
 from .catalog import available as available_rules
 from .catalog import load as load_rules
+from .compare import compare as diff
 from .diagnostics import Diagnostic
 from .errors import ConfigError, FetchError, OutputError, PlanError, RemapError, RuleError, SourceError
 from .pipeline import Prepared, Summary, convert, prepare, write
 from .planner import Plan, plan
+from .revert import RevertSummary, revert
 from .rules import RuleSet, compile_file, compile_text
 from .tensors import TensorInfo
 from .version import __version__
 
 __all__ = [
     "ConfigError", "Diagnostic", "FetchError", "OutputError", "Plan", "PlanError", "Prepared", "RemapError",
-    "RuleError", "RuleSet", "SourceError", "Summary", "TensorInfo", "__version__", "available_rules",
-    "compile_file", "compile_text", "convert", "load_rules", "plan", "prepare", "run_examples", "write",
+    "RevertSummary", "RuleError", "RuleSet", "SourceError", "Summary", "TensorInfo", "__version__", "available_rules",
+    "compile_file", "compile_text", "convert", "diff", "load_rules", "plan", "prepare", "revert", "run_examples",
+    "write",
 ]

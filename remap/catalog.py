@@ -93,6 +93,17 @@ def available() -> list[RuleFile]:
     return files
 
 
+def _by_stem(name: str, pack: str | None) -> Path | None:
+    """The one file named NAME.yaml whose ``name:`` is NAME, when no other pack has a NAME.yaml: a lookup
+    that compiles one rule file instead of all of them. Anything less clear falls back to the full scan."""
+    found = [(p, folder / f"{name}{suffix}") for p, folder in _packs() for suffix in SUFFIXES
+             if (pack is None or p == pack) and (folder / f"{name}{suffix}").is_file()]
+    if len(found) != 1:
+        return None
+    entry = _describe(*found[0])
+    return entry.path if entry.name == name and not entry.error else None
+
+
 def looks_like_path(text: str) -> bool:
     return "/" in text or text.endswith(SUFFIXES)
 
@@ -102,6 +113,9 @@ def find(name: str) -> Path:
     if looks_like_path(name):
         return Path(name)
     pack, sep, short = name.rpartition(":")
+    quick = _by_stem(short, pack if sep else None)
+    if quick is not None:
+        return quick
     candidates = [f for f in available() if f.name == short and (not sep or f.pack == pack)]
     if len(candidates) == 1:
         return candidates[0].path

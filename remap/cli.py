@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per comma
     def command(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
         return sub.add_parser(name, help=help, parents=[common])
 
+    def source_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--source-config", metavar="FILE",
+                       help="the source model's config as a JSON or YAML file (for checkpoints released without "
+                            "one); it overlays the checkpoint's config")
+
     p = command("apply", help="convert a checkpoint into a transformers model folder")
     p.add_argument("rules", help=RULES_HELP)
     p.add_argument("source", nargs="?", help="checkpoint; omitted: fetch the rule file's default checkpoint")
@@ -47,7 +52,19 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per comma
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.add_argument("--max-shard-size", metavar="SIZE",
                    help="split weights into shards of at most SIZE (e.g. 2GB, 500MiB) with an index")
+    source_config(p)
     p.set_defaults(run=_apply)
+
+    p = command("revert", help="write a converted transformers folder back as the original framework's checkpoint")
+    p.add_argument("rules", help=RULES_HELP)
+    p.add_argument("hf_dir", metavar="HF_DIR", help="a folder from_pretrained loads (one file or sharded)")
+    p.add_argument("-o", "--output", required=True, help="the checkpoint file to write")
+    p.add_argument("--like", metavar="ORIGINAL",
+                   help="a checkpoint of the same architecture: its config, non-tensor entries and the tensors "
+                        "the conversion dropped are kept, and its format is used")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    source_config(p)
+    p.set_defaults(run=_revert)
 
     p = command("plan", help="show how every key would be mapped, without writing")
     p.add_argument("rules", help=RULES_HELP)
@@ -55,14 +72,15 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per comma
     p.add_argument("--no-target", action="store_true",
                    help="skip the target model check (no transformers import): map keys only")
     p.add_argument("--json", action="store_true", help="print the plan as JSON, for tools")
+    source_config(p)
     p.set_defaults(run=_plan)
 
     p = command("list", help="list the rule files that can be named: bundled ones and installed rule packs")
     p.add_argument("--json", action="store_true", help="print the list as JSON, for tools")
     p.set_defaults(run=_list)
 
-    p = command("inspect", help="list a checkpoint's tensors and other entries")
-    p.add_argument("source", help="checkpoint")
+    p = command("inspect", help="list a checkpoint's tensors and other entries, and a converted folder's provenance")
+    p.add_argument("source", help="checkpoint, or a folder `remap apply` wrote")
     p.set_defaults(run=_inspect)
 
     p = command("explain", help="show which rule maps a key, and why every other rule does not")
@@ -78,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per comma
     p.add_argument("source", nargs="?", help="a checkpoint whose keys count as exercising rules")
     p.add_argument("--no-target", action="store_true", help="skip the check against the target model's keys")
     p.add_argument("--json", action="store_true", help="print the findings as JSON, for tools")
+    source_config(p)
     p.set_defaults(run=_lint)
 
     p = command("suggest", help="draft a rule file by pairing a checkpoint's keys with a target model's")
@@ -96,7 +115,18 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one block per comma
     p.add_argument("converted", help="the folder `remap apply` wrote")
     p.add_argument("--audio", help="a 16 kHz mono 16-bit WAV file (default: one second of seeded noise)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max |diff| allowed (default 1e-4)")
+    source_config(p)
     p.set_defaults(run=_verify)
+
+    p = command("diff", help="compare weights: a conversion (RULES SOURCE HF_DIR), or two checkpoints (A B)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="RULES SOURCE HF_DIR: map SOURCE through the rules and compare with HF_DIR; "
+                        "A B: compare two checkpoints of the same layout")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="largest |diff| allowed per tensor (default 0: exact)")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON, for tools")
+    source_config(p)
+    p.set_defaults(run=_diff)
 
     p = command("test", help="run the inline examples of rule files")
     p.add_argument("rules", nargs="+", help="rule files, folders of them, or rule file names")
@@ -124,7 +154,7 @@ def _apply(args: argparse.Namespace) -> int:
     max_bytes = parse_size(args.max_shard_size) if args.max_shard_size else None
     with _ProgressBar() as bar:
         summary = convert(args.rules, args.source, args.output, force=args.force, max_shard_bytes=max_bytes,
-                          progress=bar.update)
+                          progress=bar.update, source_config=args.source_config)
     _out([f"wrote {summary.out_dir}: {summary.mapped} mapped, {summary.dropped} dropped, "
           f"{summary.initialised} initialised, {human_bytes(summary.bytes_written)} written"])
     return 0
@@ -152,11 +182,32 @@ class _ProgressBar:
         self.bar.update(done - self.bar.n)
 
 
+def _revert(args: argparse.Namespace) -> int:
+    from .report import human_bytes
+    from .revert import revert
+
+    summary = revert(args.rules, args.hf_dir, args.output, like=args.like, force=args.force,
+                     source_config=args.source_config)
+    lines = [f"wrote {summary.out}: {summary.rebuilt} tensors rebuilt from {args.hf_dir}, "
+             f"{human_bytes(summary.out.stat().st_size)}"]
+    if summary.kept:
+        lines.append(f"  kept from {args.like}: {len(summary.kept)} tensors the conversion dropped "
+                     f"({', '.join(summary.kept[:3])}{', ...' if len(summary.kept) > 3 else ''})")
+    if summary.absent:
+        lines.append(f"  absent (dropped by the conversion; pass --like to keep them): {'; '.join(summary.absent)}")
+    if summary.lossy:
+        more = ", ..." if len(summary.lossy) > 3 else ""
+        lines.append(f"  rebuilt by a numeric inverse (an equivalent model, not the same bytes): "
+                     f"{len(summary.lossy)} tensors ({', '.join(summary.lossy[:3])}{more})")
+    _out(lines)
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     from .pipeline import prepare
     from .report import plan_json, plan_lines
 
-    prepared = prepare(args.rules, args.source, with_target=not args.no_target)
+    prepared = prepare(args.rules, args.source, with_target=not args.no_target, source_config=args.source_config)
     if args.json:
         _json(plan_json(prepared.plan))
     else:
@@ -180,8 +231,40 @@ def _inspect(args: argparse.Namespace) -> int:
     from .io.readers import read_checkpoint
     from .report import inspect_lines
 
-    _out(inspect_lines(read_checkpoint(args.source)))
+    record = _provenance(Path(args.source))
+    lines = [] if record is None else [*_provenance_lines(record), ""]
+    _out(lines + inspect_lines(read_checkpoint(args.source)))
     return 0
+
+
+def _provenance(folder: Path) -> dict[str, Any] | None:
+    """A converted folder's provenance record, or None when it has none."""
+    import json
+
+    from .provenance import FILE_NAME
+
+    path = folder / FILE_NAME
+    if not folder.is_dir() or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RemapError(f"unreadable provenance: {first_line(exc)}", str(path)) from None
+    if not isinstance(record, dict):
+        raise RemapError("unreadable provenance: not a JSON object", str(path))
+    return record
+
+
+def _provenance_lines(record: dict[str, Any]) -> list[str]:
+    from .report import provenance_lines
+
+    try:
+        return provenance_lines(record)
+    except (AttributeError, TypeError) as exc:
+        raise RemapError(f"unreadable provenance: {first_line(exc)}", FILE_NAME_HINT) from None
+
+
+FILE_NAME_HINT = "remap-provenance.json"
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -226,7 +309,8 @@ def _lint(args: argparse.Namespace) -> int:
     from .authoring.lint import run_lint
     from .catalog import load
 
-    findings = run_lint(load(args.rules), args.source, with_target=not args.no_target)
+    findings = run_lint(load(args.rules), args.source, with_target=not args.no_target,
+                        source_config=args.source_config)
     warnings = sum(f.severity == "warning" for f in findings)
     if args.json:
         _json({"findings": [f.to_json() for f in findings], "warnings": warnings,
@@ -260,12 +344,25 @@ def _verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
     report = verify(load(args.rules), Path(args.source), Path(args.converted),
-                    Path(args.audio) if args.audio else None, args.tolerance)
+                    Path(args.audio) if args.audio else None, args.tolerance, source_config=args.source_config)
     lines = [f"{name:>12}  max|diff| = {diff:.3g}" for name, diff in report.diffs.items()]
     verdict = "PARITY OK" if report.ok else "PARITY FAILED"
     lines.append(f"{verdict}: worst {report.worst:.3g} (tolerance {report.tolerance:g}); transformers load report "
                  "clean")
     _out(lines)
+    return 0 if report.ok else 1
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    if len(args.paths) not in (2, 3):
+        raise RemapError("diff takes RULES SOURCE HF_DIR, or two checkpoints A B")
+    report = compare(args.paths, tolerance=args.tolerance, source_config=args.source_config)
+    if args.json:
+        _json(report.to_json())
+    else:
+        _out(report.lines())
     return 0 if report.ok else 1
 
 

@@ -10,28 +10,30 @@ with the function that produces its bytes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from . import catalog
+from . import catalog, provenance
 from .diagnostics import Diagnostic
 from .errors import PlanError
 from .expand import problem
+from .io.configfile import read_config_file
 from .io.execute import first_difference, produce
 from .io.fills import init_tensor
 from .io.hub import fetch_default
-from .io.outdir import check_destination, write_folder
+from .io.outdir import Output, hold
 from .io.readers import read_checkpoint
 from .io.shards import write_weights
 from .io.source import Source, select_source
 from .io.writer import OutTensor, nbytes
 from .planner import Plan, plan
+from .provenance import Digests, used_sources
 from .rules.model import RuleSet
-from .target import Target, build_target
+from .target import Target, build_target, check_target_size
+from .tokenizers import write_tokenizer
 
 Progress = Callable[[int, int], None]  # (bytes written so far, bytes to write in all)
 
@@ -55,22 +57,33 @@ class Summary:
     bytes_written: int
 
 
-def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target: bool = True) -> Prepared:
+def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target: bool = True,
+            source_config: str | Path | None = None) -> Prepared:
     """Compile (``rules`` is a RuleSet, a path or a rule file name), read and plan; never writes.
 
-    The plan may carry problems; `write()` refuses a plan that has any.
+    ``source_config`` is a JSON or YAML file whose mapping overlays the checkpoint's config (for
+    checkpoints released without one). The plan may carry problems; `write()` refuses a plan that has any.
     """
     ruleset = catalog.load(rules)
-    source = select_source(read_checkpoint(source_path), ruleset.source)
-    env = ruleset.environment(source.config)
+    source = load_source(ruleset, source_path, source_config)
+    env = ruleset.environment(source.config, {key: tuple(info.shape) for key, info in source.infos.items()})
     target_config = ruleset.target_config(env)
     target = None
     if with_target:
         where = str(ruleset.target.class_loc or ruleset.path)
+        check_target_size(target_config, source.infos.values(), where)
         target = build_target(ruleset.target.model_class, ruleset.target.config, target_config, where)
     result = plan(ruleset, source.infos, env, target.tensors if target else None,
                   source_name=str(source_path), target_name=target.name if target else "target")
     return Prepared(ruleset, source, env, target_config, target, _check_copies(result, source))
+
+
+def load_source(ruleset: RuleSet, source_path: str | Path, source_config: str | Path | None = None) -> Source:
+    """The checkpoint's state dict and config, as the rule file's layout selects them, with the overlay."""
+    source = select_source(read_checkpoint(source_path), ruleset.source)
+    if source_config is None:
+        return source
+    return replace(source, config={**source.config, **read_config_file(source_config)})
 
 
 def _check_copies(result: Plan, source: Source) -> Plan:
@@ -103,23 +116,21 @@ def metadata(prepared: Prepared) -> dict[str, str]:
 
 
 def _side_files(prepared: Prepared) -> dict[str, str]:
-    """config.json and, when the rule file declares one, preprocessor_config.json."""
+    """config.json, preprocessor_config.json and the other JSON files the rule file declares."""
     assert prepared.target is not None
-    files = {"config.json": prepared.target.config_json}
-    pre = prepared.ruleset.preprocessor_config(prepared.env)
-    if pre is not None:
-        files["preprocessor_config.json"] = json.dumps(pre, indent=2, sort_keys=True) + "\n"
-    return files
+    return {"config.json": prepared.target.config_json, **prepared.ruleset.side_files(prepared.env)}
 
 
-def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_shard_bytes: int | None = None,
-          progress: Progress | None = None) -> Summary:
-    """Write the output folder for a problem-free plan (sharded when ``max_shard_bytes`` is set)."""
+def write(prepared: Prepared, out_dir: str | Path | Output, *, force: bool = False,
+          max_shard_bytes: int | None = None, progress: Progress | None = None) -> Summary:
+    """Write the output folder for a problem-free plan (sharded when ``max_shard_bytes`` is set).
+
+    ``out_dir`` is a path, or an `Output` already held (locked) by `convert()`.
+    """
     if prepared.plan.problems:
         raise PlanError(prepared.plan.problems)
     if prepared.target is None:
         raise ValueError("write() needs a plan checked against the target model")
-    out_dir = Path(out_dir)
     tensors = output_tensors(prepared)
     total = sum(nbytes(t.info) for t in tensors)
     done = 0
@@ -133,28 +144,47 @@ def write(prepared: Prepared, out_dir: str | Path, *, force: bool = False, max_s
 
     def fill(tmp: Path) -> None:
         nonlocal written
-        written = write_weights(tmp, tensors, metadata(prepared), max_shard_bytes, on_tensor)
-        for name, text in _side_files(prepared).items():
+        digests = Digests(prepared.source, used_sources(prepared.plan))
+        try:
+            written = write_weights(tmp, tensors, metadata(prepared), max_shard_bytes, on_tensor)
+        except BaseException:
+            digests.cancel()
+            raise
+        files = _side_files(prepared)
+        if prepared.ruleset.target.tokenizer is not None:
+            write_tokenizer(prepared.ruleset.target.tokenizer, prepared.env, tmp)
+        record = provenance.record(prepared.ruleset, prepared.source, prepared.plan, *digests.results())
+        record["files"] = sorted({*files, *(p.name for p in tmp.iterdir()), provenance.FILE_NAME})
+        files[provenance.FILE_NAME] = provenance.dumps(record)
+        for name, text in files.items():
             (tmp / name).write_text(text)
             written += len(text)
 
-    write_folder(out_dir, force, fill, prepared.source.path)
+    if isinstance(out_dir, Output):
+        out_dir.check(prepared.source.path)
+        out_dir.write(fill)
+        path = out_dir.out_dir
+    else:
+        path = Path(out_dir)
+        with hold(path, force, prepared.source.path) as output:
+            output.write(fill)
     p = prepared.plan
-    return Summary(out_dir, len(p.entries), len(p.drops), len(p.inits), written)
+    return Summary(path, len(p.entries), len(p.drops), len(p.inits), written)
 
 
 def convert(rules: RuleSet | str | Path, source_path: str | Path | None, out_dir: str | Path, *,
-            force: bool = False, max_shard_bytes: int | None = None, progress: Progress | None = None) -> Summary:
+            force: bool = False, max_shard_bytes: int | None = None, progress: Progress | None = None,
+            source_config: str | Path | None = None) -> Summary:
     """Convert ``source_path`` with ``rules`` into ``out_dir`` (strict; atomic).
 
-    With no ``source_path``, the rule file's default checkpoint is fetched
-    (``source.fetch``). The destination is checked before anything is read.
+    The destination is locked and checked before anything is read, and stays locked until the
+    output is in place. With no ``source_path``, the rule file's default checkpoint is fetched
+    (``source.fetch``).
     """
-    out = Path(out_dir)
-    check_destination(out, force, Path(source_path) if source_path is not None else None)
-    ruleset = catalog.load(rules)
-    if source_path is None:
-        source_path = fetch_default(ruleset.source, ruleset.path)
-        check_destination(out, force, source_path)
-    return write(prepare(ruleset, source_path), out, force=force, max_shard_bytes=max_shard_bytes,
-                 progress=progress)
+    with hold(out_dir, force, Path(source_path) if source_path is not None else None) as output:
+        ruleset = catalog.load(rules)
+        if source_path is None:
+            source_path = fetch_default(ruleset.source, ruleset.path)
+            output.check(Path(source_path))
+        return write(prepare(ruleset, source_path, source_config=source_config), output,
+                     max_shard_bytes=max_shard_bytes, progress=progress)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .catalog import RuleFile
@@ -117,3 +117,26 @@ def rule_file_lines(files: Sequence[RuleFile]) -> list[str]:
 def rule_file_json(files: Sequence[RuleFile]) -> list[dict[str, Any]]:
     return [{"name": f.name, "pack": f.pack, "path": str(f.path), "target": f.target or None,
              "description": f.description, "error": f.error or None} for f in files]
+
+
+def provenance_lines(record: Mapping[str, Any]) -> list[str]:
+    """``remap inspect DIR`` on a converted folder: where the folder and each of its tensors came from."""
+    source, rules = record.get("source", {}), record.get("rules", {})
+    lines = [f"converted by remap {record.get('remap')} with rule file {rules.get('name')} "
+             f"({rules.get('file')}, sha256 {str(rules.get('sha256'))[:16]})",
+             f"from {source.get('file')} ({source.get('size')} bytes, sha256 {source.get('sha256')}, "
+             f"layout {source.get('layout')})", ""]
+    rows = []
+    for target, entry in sorted(record.get("tensors", {}).items()):
+        if "init" in entry:
+            rows.append((target, f"init: {entry['init']}", entry.get("rule", ""), "", ""))
+        else:
+            digests = entry.get("sha256", {})
+            rows.append((target, sources_text(entry.get("sources", [])), entry.get("rule", ""),
+                         "" if entry.get("ops") == "copy" else str(entry.get("ops")),
+                         " ".join(str(digests.get(k)) for k in entry.get("sources", []))))
+    lines += table(rows, ("tensor", "from", "rule", "ops", "source sha256"))
+    dropped = record.get("dropped", {})
+    if dropped:
+        lines += ["", f"dropped from the source: {len(dropped)} tensors"]
+    return lines

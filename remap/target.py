@@ -16,10 +16,10 @@ import io
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .diagnostics import first_line
 from .errors import ConfigError
@@ -140,3 +140,41 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
                for k, v in model.state_dict().items()}
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
     return Target(cls.__name__, config_json, tensors)
+
+
+TARGET_SIZE_FLOOR: Final = 1 << 17
+
+
+def check_target_size(values: Mapping[str, Any], sources: Iterable[TensorInfo], where: str) -> None:
+    """Refuse a mapped config whose numbers the checkpoint's tensors cannot justify, before building it.
+
+    A config from a stranger's checkpoint could ask for 10**9 layers or a width of 4e8: building that
+    model, even on the meta device, takes minutes or gigabytes. No integer in a real model's config
+    exceeds twice its largest tensor dimension (or a floor for sample rates and similar counts), so a
+    larger one is an inconsistent config, refused in one line.
+    """
+    largest = max((n for info in sources for n in info.shape), default=0)
+    bound = max(TARGET_SIZE_FLOOR, 2 * largest)
+    for name, value in values.items():
+        for number in _integers(value, 0):
+            if abs(number) > bound:
+                raise ConfigError(f"target config '{name}' is {number}, more than the checkpoint's tensors justify "
+                                  f"(largest dimension {largest}); the checkpoint's config does not describe its "
+                                  "weights", where)
+
+
+def _integers(value: Any, depth: int) -> Iterator[int]:
+    if depth > 8:
+        return
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        if len(value) > TARGET_SIZE_FLOOR:
+            yield len(value)
+        for item in value[:TARGET_SIZE_FLOOR]:
+            yield from _integers(item, depth + 1)
+    elif isinstance(value, Mapping):
+        for item in list(value.values())[:TARGET_SIZE_FLOOR]:
+            yield from _integers(item, depth + 1)

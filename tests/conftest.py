@@ -57,10 +57,14 @@ class Result:
 def cli(capsys: pytest.CaptureFixture[str]):
     """Run ``remap`` in-process; returns exit code and captured output."""
     from remap.cli import main
+    from tests.provenance_check import check_provenance
 
     def run(*args: str | Path) -> Result:
-        code = main([str(a) for a in args])
+        argv = [str(a) for a in args]
+        code = main(argv)
         captured = capsys.readouterr()
+        if code == 0:
+            check_provenance(argv)  # every successful conversion's provenance matches its plan
         return Result(code, captured.out, captured.err)
 
     return run

@@ -21,7 +21,8 @@ def test_apply_writes_a_loadable_folder_with_metadata(cli, tmp_path: Path) -> No
     result = cli("apply", RULES, EXAMPLE, "-o", out)
     assert result.code == 0, result.err
     assert result.out.startswith(f"wrote {out}: 48 mapped, 4 dropped, 1 initialised, ")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json",
+                                                   "remap-provenance.json"]
     with safe_open(out / "model.safetensors", "pt") as f:
         meta = f.metadata()
     assert meta["format"] == "pt" and meta["remap.ruleset"] == "distilhubert"
@@ -76,7 +77,8 @@ def test_existing_output_is_refused_without_force(cli, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == shards
     result = cli("apply", RULES, EXAMPLE, "-o", out, "--force")
     assert result.code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "preprocessor_config.json",
+                                                   "remap-provenance.json"]
 
 
 def test_failure_while_writing_leaves_nothing(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

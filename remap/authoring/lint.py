@@ -19,6 +19,7 @@ from typing import Any
 from ..diagnostics import Diagnostic, Severity
 from ..errors import Loc, RemapError
 from ..io import read_checkpoint, select_source
+from ..io.configfile import read_config_file
 from ..resolve import resolve
 from ..rules.model import Rule, RuleSet
 from ..rules.patterns import Template
@@ -222,12 +223,15 @@ def invertibility(ruleset: RuleSet) -> list[Diagnostic]:
     return [_finding(r.loc, "note", str(r)) for r in reasons(ruleset)]
 
 
-def run_lint(ruleset: RuleSet, source_path: str | None = None, *, with_target: bool = True) -> list[Diagnostic]:
-    """Every check, sorted by line; reads SOURCE's keys and config when given."""
+def run_lint(ruleset: RuleSet, source_path: str | None = None, *, with_target: bool = True,
+             source_config: str | None = None) -> list[Diagnostic]:
+    """Every check, sorted by line; reads SOURCE's keys and config (with a --source-config overlay) when given."""
     source = config = None
     if source_path is not None:
         src = select_source(read_checkpoint(source_path), ruleset.source)
-        source, config = src.infos, src.config
+        source, config = src.infos, dict(src.config)
+        if source_config is not None:
+            config.update(read_config_file(source_config))
     findings = overlaps(ruleset, config) + dead_and_dynamic(ruleset, source, config) + invertibility(ruleset)
     if with_target:
         where = ruleset.target.class_loc or ruleset.path

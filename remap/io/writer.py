@@ -102,7 +102,7 @@ def _write_tensor(fd: int, t: OutTensor) -> int:
             raise OutputError(f"internal error: '{t.key}' spans {sum(s.length for s in spans)} bytes, "
                               f"planned {expected}")
         for span in spans:
-            _copy_span(span, fd)
+            copy_span(span, fd)
         return expected
     if not hasattr(payload, "dtype") or not hasattr(payload, "shape"):
         raise OutputError(f"internal error: '{t.key}' produced {type(payload).__name__}")
@@ -127,7 +127,7 @@ def _tensor_bytes(t: OutTensor, value: Any) -> Any:
     return value.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
 
 
-def _copy_span(span: FileSpan, out: int) -> None:
+def copy_span(span: FileSpan, out: int) -> None:
     """Copy bytes file-to-file in the kernel where possible (no user-space buffer, no RSS growth)."""
     with open(span.path, "rb") as src:
         offset, left = span.start, span.length

@@ -16,12 +16,13 @@ from typing import Any, Final
 from ..errors import RuleError
 from ..tensors import TensorInfo
 from .compile_rule import RuleCompiler
+from .compile_target import TargetCompiler, compile_reverse
 from .expr import Expr, compile_expr
 from .model import (
     DTYPES,
     FILLS,
+    TENSORS,
     Allow,
-    ConfigField,
     Example,
     Expect,
     Init,
@@ -38,10 +39,9 @@ from .yamlnode import Node, load_yaml
 
 FORMAT_VERSION: Final = 1
 TOP_FIELDS: Final = ("remap", "name", "description", "source", "let", "requires", "target",
-                     "rules", "init", "allow_missing", "examples", "example_config")
+                     "rules", "init", "allow_missing", "examples", "example_config", "reverse")
 SOURCE_FIELDS: Final = ("state_dict", "config", "layouts", "defaults", "fetch")
 LAYOUT_FIELDS: Final = ("name", "detect", "absent", "state_dict", "config")
-TARGET_FIELDS: Final = ("class", "config", "preprocessor")
 INIT_FIELDS: Final = ("key", "fill", "when", "dtype", "reason")
 ALLOW_FIELDS: Final = ("key", "when", "reason")
 EXAMPLE_FIELDS: Final = ("key", "to", "drop", "unmatched", "error", "config", "shape", "shapes", "dtype")
@@ -84,7 +84,11 @@ class _Compiler:
             if required not in root.children:
                 raise RuleError(f"missing required field '{required}'", root.loc)
         source = self._source(root.children["source"])
-        self.names = self.defaults = frozenset(source.defaults)
+        if TENSORS in source.defaults:
+            raise RuleError(f"'{TENSORS}' is reserved (expressions read source shapes through it); rename that "
+                            "default", root.children["source"].loc)
+        self.defaults = frozenset(source.defaults)
+        self.names = self.defaults | {TENSORS}
         lets = self._lets(root.children.get("let"))
         requires = tuple(self._requirement(n) for n in seq(root.children.get("requires"), "requires"))
         rules_with_examples = [self._rule(n) for n in seq(root.children["rules"], "rules")]
@@ -101,7 +105,9 @@ class _Compiler:
             allows=tuple(self._allow(n) for n in seq(root.children.get("allow_missing"), "allow_missing")),
             examples=tuple(examples),
             description=string(description, "description") if description is not None else "",
-            example_config=MappingProxyType(example_config))
+            example_config=MappingProxyType(example_config),
+            reverse=compile_reverse(root.children["reverse"], tuple(lay.name for lay in source.layouts))
+            if "reverse" in root.children else None)
 
     def _version(self, root: Node) -> None:
         node = root.children.get("remap")
@@ -191,41 +197,7 @@ class _Compiler:
                            string(node.children["message"], "message"))
 
     def _target(self, node: Node) -> TargetSpec:
-        check_fields(node, TARGET_FIELDS, "target")
-        model_class = string(node.children.get("class", node), "target.class")
-        fields: list[ConfigField] = []
-        config = node.children.get("config")
-        if config is not None:
-            if not config.is_map:
-                raise RuleError("target.config must be a mapping", config.loc)
-            for name, child in config.children.items():
-                fields.append(self._config_field(name, child))
-        pre = node.children.get("preprocessor")
-        if pre is not None and not pre.is_map:
-            raise RuleError("target.preprocessor must be a mapping", pre.loc)
-        preprocessor = None
-        if pre is not None:
-            preprocessor = tuple(self._preprocessor_field(name, child) for name, child in pre.children.items())
-        class_loc = node.children["class"].loc if "class" in node.children else node.loc
-        return TargetSpec(model_class, tuple(fields), preprocessor, class_loc)
-
-    def _config_field(self, name: str, node: Node) -> ConfigField:
-        if isinstance(node.value, str):
-            return ConfigField(name, node.loc, compile_expr(node.value, node.loc, self.names,
-                                                            f"target config '{name}'"))
-        if node.is_map and set(node.children) == {"value"}:
-            return ConfigField(name, node.loc, None, node.value["value"])
-        if node.is_map:
-            raise RuleError(f"target config '{name}': use an expression string or {{value: ...}}", node.loc)
-        return ConfigField(name, node.loc, None, node.value)
-
-    def _preprocessor_field(self, name: str, node: Node) -> ConfigField:
-        """Written verbatim, except ``{expr: EXPRESSION}`` values, computed like target.config."""
-        if node.is_map and set(node.children) == {"expr"}:
-            child = node.children["expr"]
-            return ConfigField(name, node.loc, compile_expr(child.value, child.loc, self.names,
-                                                            f"preprocessor '{name}'"))
-        return ConfigField(name, node.loc, None, node.value)
+        return TargetCompiler(self.names).target(node)
 
     def _pattern(self, node: Node, regex: bool = False) -> Pattern:
         return compile_regex(node.value, node.loc) if regex else compile_pattern(node.value, node.loc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ..errors import ConfigError, Loc
@@ -23,6 +24,7 @@ DTYPES: Final = frozenset({
     "int64", "int32", "int16", "int8", "uint8", "bool",
 })
 FILLS: Final = frozenset({"zeros", "ones", "eye", "uniform"})
+TENSORS: Final = "tensors"  # the name expressions read source shapes by: tensors["key"] -> shape
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,71 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class JsonValue:
+    """A JSON value a rule file writes out: nested mappings, lists and scalars, with `Expr` leaves computed.
+
+    ``template`` holds MappingProxyType / tuple containers (so the rule set stays frozen) and Expr leaves.
+    """
+
+    template: Any
+
+    def value(self, env: Mapping[str, Any]) -> Any:
+        return _computed(self.template, env)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """``{namespace: {...}}`` in a reverse section: an ``argparse.Namespace`` with these fields (fairseq's args)."""
+
+    fields: Any
+
+
+def _computed(node: Any, env: Mapping[str, Any]) -> Any:
+    if isinstance(node, Expr):
+        return node.evaluate(env)
+    if isinstance(node, Namespace):
+        return Namespace(_computed(node.fields, env))
+    if isinstance(node, Mapping):
+        return {k: _computed(v, env) for k, v in node.items()}
+    if isinstance(node, tuple):
+        return [_computed(v, env) for v in node]
+    return node
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """A tokenizer written beside the weights: a transformers tokenizer class, built from a vocabulary.
+
+    The vocabulary is either ``vocab`` (a JSON mapping token -> id, computed from the source config) or a
+    tiktoken BPE file shipped by an installed package (``tiktoken_package`` / ``tiktoken_path``).
+    ``special_tokens`` are added after it, in order; ``options`` are the class's keyword arguments.
+    """
+
+    class_name: str
+    loc: Loc
+    vocab: JsonValue | None = None
+    tiktoken_package: str | None = None
+    tiktoken_path: JsonValue | None = None
+    special_tokens: JsonValue | None = None
+    options: JsonValue = field(default_factory=lambda: JsonValue(MappingProxyType({})))
+
+
+@dataclass(frozen=True)
+class ReverseSpec:
+    """How ``remap revert`` writes the original checkpoint without ``--like``.
+
+    ``entries`` maps dotted entry paths of the checkpoint to their values, computed from the transformers
+    config (the name ``config``) and the target tensors' shapes (``tensors``); the weights go where the
+    layout ``layout`` keeps its state dict.
+    """
+
+    loc: Loc
+    layout: str | None
+    format: str  # "torch" or "safetensors"
+    entries: tuple[tuple[str, JsonValue], ...]
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     """The transformers model class and the files written beside the weights."""
 
@@ -211,6 +278,8 @@ class TargetSpec:
     config: tuple[ConfigField, ...]
     preprocessor: tuple[ConfigField, ...] | None
     class_loc: Loc | None = None
+    files: tuple[tuple[str, JsonValue], ...] = ()  # extra JSON files: (file name, content)
+    tokenizer: TokenizerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -230,18 +299,25 @@ class RuleSet:
     examples: tuple[Example, ...]
     description: str = ""
     example_config: Mapping[str, Any] = field(default_factory=dict)  # under every inline example
+    reverse: ReverseSpec | None = None
 
     @cached_property
     def index(self) -> RuleIndex[Matcher]:
         """Dispatch structure over every source pattern of every rule (built on first use)."""
         return RuleIndex(tuple(Matcher(p, r, i) for r in self.rules for i, p in enumerate(r.patterns)))
 
-    def environment(self, source_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Names visible to expressions: defaults, overlaid by the source config, then ``let``s."""
+    def environment(self, source_config: Mapping[str, Any] | None = None,
+                    tensors: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+        """Names visible to expressions: defaults, overlaid by the source config, then ``let``s.
+
+        ``tensors`` maps each source key to its shape (empty when there is no checkpoint, as for
+        inline examples), so expressions can read a size the config does not hold.
+        """
         env: dict[str, Any] = dict(self.source.defaults)
         for key, value in (source_config or {}).items():
             if key in env:
                 env[key] = value
+        env[TENSORS] = MappingProxyType(dict(tensors or {}))
         for name, expr in self.lets:
             env[name] = expr.evaluate(env)
         for req in self.requires:
@@ -252,6 +328,18 @@ class RuleSet:
     def target_config(self, env: Mapping[str, Any]) -> dict[str, Any]:
         """The target model's config fields, computed from the environment."""
         return {field.name: field.value(env) for field in self.target.config}
+
+    def side_files(self, env: Mapping[str, Any]) -> dict[str, str]:
+        """JSON files written beside config.json: preprocessor_config.json and ``target.files``."""
+        import json
+
+        files = {}
+        pre = self.preprocessor_config(env)
+        if pre is not None:
+            files["preprocessor_config.json"] = json.dumps(pre, indent=2, sort_keys=True) + "\n"
+        for name, content in self.target.files:
+            files[name] = json.dumps(content.value(env), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        return files
 
     def preprocessor_config(self, env: Mapping[str, Any]) -> dict[str, Any] | None:
         """What preprocessor_config.json holds, or None when the rule file declares none."""

@@ -12,12 +12,14 @@ import importlib
 import importlib.metadata
 import warnings
 import wave as wavefile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import RemapError, SourceError
 from ..io import read_checkpoint, select_source
+from ..io.configfile import read_config_file
+from ..io.source import Source
 from ..rules.model import RuleSet
 
 
@@ -25,6 +27,7 @@ from ..rules.model import RuleSet
 class Report:
     diffs: dict[str, float]
     tolerance: float
+    exact: frozenset[str] = frozenset()  # integer outputs (codes): any difference fails
 
     @property
     def worst(self) -> float:
@@ -32,7 +35,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return self.worst <= self.tolerance
+        return all(d == 0 if k in self.exact else d <= self.tolerance for k, d in self.diffs.items())
 
 
 ADAPTER_GROUP = "remap.adapters"
@@ -56,7 +59,8 @@ def adapter(ruleset: RuleSet) -> Any:
                          "README's set-up notes", ruleset.path) from None
 
 
-def load_audio(path: Path) -> Any:
+def load_audio(path: Path, want_rate: int = 16000, want_channels: int = 1) -> Any:
+    """A 16-bit PCM WAV file as a float tensor: [1, samples] for mono, [1, channels, samples] otherwise."""
     import numpy as np
     import torch
 
@@ -65,16 +69,17 @@ def load_audio(path: Path) -> Any:
             rate, channels, width, frames = f.getframerate(), f.getnchannels(), f.getsampwidth(), f.readframes(-1)
     except (OSError, EOFError, wavefile.Error) as exc:
         raise SourceError(f"cannot read WAV file: {exc}", str(path)) from None
-    if (rate, channels, width) != (16000, 1, 2):
-        raise SourceError(f"need 16 kHz mono 16-bit PCM; this is {rate} Hz, {channels} channel(s), "
-                          f"{8 * width}-bit", str(path))
+    if (rate, channels, width) != (want_rate, want_channels, 2):
+        kind = "mono" if want_channels == 1 else f"{want_channels}-channel"
+        raise SourceError(f"need {want_rate // 1000 if want_rate % 1000 == 0 else want_rate / 1000} kHz {kind} "
+                          f"16-bit PCM; this is {rate} Hz, {channels} channel(s), {8 * width}-bit", str(path))
     samples = np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-    return torch.from_numpy(samples).unsqueeze(0)
+    wave = torch.from_numpy(samples.reshape(-1, channels).T.copy()).unsqueeze(0)
+    return wave[:, 0] if channels == 1 else wave
 
 
-def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
-    """The converted model's layer outputs, named like the adapters' (see remap.verify.adapters)."""
-    import torch
+def load_model(out_dir: Path) -> Any:
+    """The converted model, loaded strictly: any missing, unexpected or mismatched key is an error."""
     import transformers
     from transformers.utils import logging as hf_logging
 
@@ -90,7 +95,13 @@ def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
     problems = {k: v for k, v in info.items() if v}
     if problems:
         raise RemapError(f"transformers' load report is not clean: {problems}", str(out_dir))
-    model.eval()
+    return model.eval()
+
+
+def hidden_states(model: Any, wave: Any) -> dict[str, Any]:
+    """The default comparison for speech encoders: every layer's output, the final one, and any logits."""
+    import torch
+
     with torch.no_grad():  # hidden states from the base model: a head model (CTC) has no last_hidden_state
         base = model.base_model(wave, output_hidden_states=True)
         head = model(wave) if model.base_model is not model else None
@@ -102,23 +113,51 @@ def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
     return result
 
 
-def verify(ruleset: RuleSet, source_path: Path, out_dir: Path, audio: Path | None = None,
-           tolerance: float = 1e-4, seed: int = 0) -> Report:
+def converted(out_dir: Path, wave: Any) -> dict[str, Any]:
+    """The converted model's layer outputs, named like the adapters' (see remap.verify.adapters)."""
+    return hidden_states(load_model(out_dir), wave)
+
+
+def _input(module: Any, source: Source, audio: Path | None, seed: int) -> Any:
+    """The audio both models see: a WAV file, or one second of seeded noise at the adapter's rate."""
     import torch
 
+    rate = int(getattr(module, "SAMPLE_RATE", 16000))
+    channels = int(getattr(module, "CHANNELS", 1))
+    if hasattr(module, "sample_format"):
+        rate, channels = module.sample_format(source)
+    if audio is not None:
+        return load_audio(audio, rate, channels)
+    noise = torch.randn(1, channels, rate, generator=torch.Generator().manual_seed(seed))
+    return noise if channels > 1 or getattr(module, "KEEP_CHANNEL_DIM", False) else noise[:, 0]
+
+
+def verify(ruleset: RuleSet, source_path: Path, out_dir: Path, audio: Path | None = None,
+           tolerance: float = 1e-4, seed: int = 0, source_config: str | Path | None = None) -> Report:
+    """Run the original and the converted model on the same audio; compare every output both give.
+
+    An adapter may define ``converted(model, wave)`` (default: hidden states), ``SAMPLE_RATE`` and
+    ``CHANNELS`` (default 16 kHz mono), or ``sample_format(source) -> (rate, channels)``. Integer
+    outputs (codec codes) must be identical; float outputs within ``tolerance``.
+    """
     module = adapter(ruleset)
     source = select_source(read_checkpoint(source_path), ruleset.source)
-    wave = load_audio(audio) if audio else torch.randn(1, 16000, generator=torch.Generator().manual_seed(seed))
+    if source_config is not None:
+        source = replace(source, config={**source.config, **read_config_file(source_config)})
+    wave = _input(module, source, audio, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # reference code uses deprecated torch APIs on purpose
         reference = module.reference(source, wave)
-    got = converted(out_dir, wave)
+        model = load_model(out_dir)
+        got = module.converted(model, wave) if hasattr(module, "converted") else hidden_states(model, wave)
     shared = [k for k in got if k in reference]
     if not shared:
         raise RemapError("the reference and the converted model share no outputs to compare", str(out_dir))
     for k in shared:
-        if reference[k].shape != got[k].shape:
+        if tuple(reference[k].shape) != tuple(got[k].shape):
             raise RemapError(f"'{k}' is {list(reference[k].shape)} in the original but {list(got[k].shape)} in the "
                              f"converted model; was this folder converted from {source_path.name}?", str(out_dir))
-    diffs = {k: float((reference[k] - got[k]).abs().max()) for k in shared}
-    return Report(diffs, tolerance)
+    diffs = {k: float((reference[k].double() - got[k].double()).abs().max()) if reference[k].numel() else 0.0
+             for k in shared}
+    exact = frozenset(k for k in shared if not reference[k].is_floating_point())
+    return Report(diffs, tolerance, exact)

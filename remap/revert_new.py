@@ -1,0 +1,149 @@
+"""``remap revert`` without ``--like``: a new checkpoint from the rule file's ``reverse`` section.
+
+The original config comes from the transformers config through ``reverse.entries``; the source keys
+and shapes from the rules read backwards (remap.synth), checked by planning them forward again: the
+plan must give exactly HF_DIR's keys and shapes, or nothing is written. What the forward conversion
+dropped is then absent from the output, and the summary says which rules dropped it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from .errors import RemapError
+from .io.execute import produce
+from .io.picklewrite import TensorRef, dumps
+from .io.source import Record, StoredTensor
+from .io.torchzip import ZipWriter
+from .io.writer import OutTensor, write_safetensors
+from .planner import plan
+from .reverse import Reverse, reverse
+from .revert import RevertSummary, atomic_file, hf_config, hf_tensors
+from .rules.model import Layout, Namespace, ReverseSpec, RuleSet
+from .rules.reversibility import reasons
+from .synth import synthesize
+
+
+def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, force: bool) -> RevertSummary:
+    spec = ruleset.reverse
+    if spec is None:
+        raise RemapError("this rule file has no 'reverse' section, so the original config is unknown; pass --like "
+                         "a checkpoint of the same architecture (its config and dropped tensors are kept)",
+                         ruleset.path)
+    blocking = [r for r in reasons(ruleset) if not r.lossy and not r.needs_like]
+    if blocking:
+        raise RemapError(f"cannot revert without --like: {blocking[0]} ({blocking[0].loc})", ruleset.path)
+    hf = hf_tensors(hf_dir)
+    shapes = {k: tuple(t.info.shape) for k, t in hf.items()}
+    entries = {path: _plain(value.value({"config": hf_config(hf_dir), "tensors": shapes}))
+               for path, value in spec.entries}
+    layout = _layout(ruleset, spec)
+    env = ruleset.environment(_config(layout, entries))
+    listing = synthesize(ruleset, {k: t.info for k, t in hf.items()}, env)
+    env = ruleset.environment(_config(layout, entries), {k: tuple(i.shape) for k, i in listing.items()})
+    result = plan(ruleset, listing, env, {k: t.info for k, t in hf.items()}, source_name="the rules read backwards",
+                  target_name=str(hf_dir))
+    if result.problems:
+        first, more = result.problems[0], len(result.problems) - 1
+        raise RemapError(f"reading the rules backwards did not give back {hf_dir}: {first.where}: {first.message}"
+                         f"{f' (and {more} more problems)' if more else ''}; pass --like a checkpoint of the same "
+                         "architecture")
+    steps = {r.source: r for r in reverse(result.entries, listing)}
+    write = _write_safetensors if spec.format == "safetensors" else _write_torch
+    atomic_file(out, force, partial(write, layout=layout, entries=entries, steps=steps, hf=hf, name=out.stem))
+    dropped = sorted({f"{r.label} ({r.reason or 'dropped'})" for r in ruleset.rules if r.target is None})
+    return RevertSummary(out, len(steps), [], dropped, sorted(k for k, r in steps.items() if not r.exact))
+
+
+def _layout(ruleset: RuleSet, spec: ReverseSpec) -> Layout:
+    layouts = {layout.name: layout for layout in ruleset.source.layouts}
+    return layouts[spec.layout] if spec.layout else ruleset.source.layouts[0]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Namespace):
+        return Record("argparse.Namespace", _plain(value.fields))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _config(layout: Layout, entries: Mapping[str, Any]) -> dict[str, Any]:
+    """The source config as the layout reads it, from the entries the reverse section writes."""
+    paths = [layout.config] if isinstance(layout.config, str) else list(layout.config or ())
+    config: dict[str, Any] = {}
+    for path in paths:
+        value = _at(entries, path)
+        value = value.state if isinstance(value, Record) else value
+        if isinstance(value, Mapping):
+            config.update(value)
+    return config
+
+
+def _at(entries: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, looking into the entries' own values (``Config`` holds ``Config.distiller``)."""
+    if path in entries:
+        return entries[path]
+    for prefix, value in entries.items():
+        if path.startswith(prefix + "."):
+            node = value
+            for part in path[len(prefix) + 1:].split("."):
+                node = node.state if isinstance(node, Record) else node
+                node = node.get(part) if isinstance(node, Mapping) else None
+            return node
+    return None
+
+
+def _tree(layout: Layout, entries: Mapping[str, Any], state: Any) -> Any:
+    """The checkpoint's object graph: the entries at their paths, the state dict at the layout's."""
+    tree: dict[str, Any] = {}
+    for path, value in [*entries.items(), (layout.state_dict, state)]:
+        if not path:
+            if not isinstance(value, dict):
+                raise RemapError("the state dict at the top level cannot share it with other entries")
+            tree.update(value)
+            continue
+        node = tree
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree
+
+
+def _write_torch(tmp: Path, *, layout: Layout, entries: Mapping[str, Any], steps: Mapping[str, Reverse],
+                 hf: Mapping[str, StoredTensor], name: str) -> None:
+    """torch.save's zip layout under the archive folder ``name`` (torch.save uses the file's stem)."""
+    keys = sorted(steps)
+    state = {key: TensorRef(str(i), steps[key].info.dtype, tuple(steps[key].info.shape)) for i, key in enumerate(keys)}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        archive = ZipWriter(fd)
+        archive.add(f"{name}/data.pkl", dumps(_tree(layout, entries, state)))
+        archive.add(f"{name}/byteorder", b"little")
+        for i, key in enumerate(keys):
+            archive.add(f"{name}/data/{i}", _payload(produce(steps[key].recipe, hf)))
+        archive.add(f"{name}/version", b"3\n")
+        archive.close()
+    finally:
+        os.close(fd)
+
+
+def _payload(payload: Any) -> Any:
+    if type(payload).__module__.startswith("torch"):
+        import torch
+
+        return payload.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return payload
+
+
+def _write_safetensors(tmp: Path, *, layout: Layout, entries: Mapping[str, Any], steps: Mapping[str, Reverse],
+                       hf: Mapping[str, StoredTensor], name: str) -> None:
+    tensors = [OutTensor(key, steps[key].info, partial(produce, steps[key].recipe, hf)) for key in sorted(steps)]
+    write_safetensors(tmp, tensors, {"format": "pt"})

@@ -1,0 +1,193 @@
+"""The source keys and shapes a transformers folder was converted from, read off the rules backwards.
+
+Without ``--like``, a reverse conversion has no original checkpoint to list its keys. Each rule's
+targets are templates: matching every HF_DIR key against them gives the captures, and rendering
+the rule's source patterns with those captures gives the source keys. Arithmetic placeholders are
+solved (``{b - 1}`` gives b; ``{i // 3}`` with ``{i % 3}`` gives i). Shapes come from each op's
+inverse applied to the target's shape.
+
+The listing is a hypothesis: remap.revert_new plans it forward again and insists that the plan gives
+exactly HF_DIR's keys and shapes, so a wrong inversion is refused, never written. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import RemapError
+from .recipes import Step, combine_shape, step_shape
+from .rules.model import Rule, RuleSet
+from .rules.patterns import Placeholder, Template
+from .tensors import TensorInfo
+
+_TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
+
+
+def synthesize(ruleset: RuleSet, hf: Mapping[str, TensorInfo], env: Mapping[str, Any]) -> dict[str, TensorInfo]:
+    """Every source key (with shape and dtype) that the rules would turn into HF_DIR's keys."""
+    listing: dict[str, TensorInfo] = {}
+    for rule in ruleset.rules:
+        if rule.target is None:
+            continue
+        for captures, members in _instances(rule, hf).items():
+            for key, info in _sources(rule, dict(captures), members, env).items():
+                if key in listing and listing[key] != info:
+                    raise RemapError(f"rule '{rule.label}' ({rule.loc}) and another rule disagree about source key "
+                                     f"'{key}'; this rule file cannot be reversed without --like")
+                listing[key] = info
+    return listing
+
+
+def _template_regex(rule: Rule, template: Template) -> re.Pattern[str]:
+    kinds = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(rule.pattern.captures),
+                     strict=True))
+    parts = []
+    for n, part in enumerate(template.parts):
+        if isinstance(part, str):
+            parts.append(re.escape(part))
+        elif part.tree is None and part.text in kinds:
+            parts.append(f"(?P<c_{part.text}_{n}>{kinds[part.text]})")
+        else:
+            parts.append(f"(?P<p_{n}>\\d+)")
+    return re.compile("".join(parts))
+
+
+def _instances(rule: Rule, hf: Mapping[str, TensorInfo]) -> dict[tuple[tuple[str, str], ...], dict[int, Any]]:
+    """HF keys a rule's targets match, grouped by the source captures they give: {captures: {output: (key, info)}}."""
+    regexes = [(o, _template_regex(rule, out.template), out.template) for o, out in enumerate(rule.targets)]
+    index = rule.structure.index
+    found: dict[tuple[tuple[str, str], ...], dict[int, Any]] = {}
+    for key, info in hf.items():
+        for o, regex, template in regexes:
+            match = regex.fullmatch(key)
+            if match is None:
+                continue
+            captures = _solve(rule, template, match)
+            slot: Any = o
+            if index is not None:
+                slot = int(captures.pop(index))
+            found.setdefault(tuple(sorted(captures.items())), {})[slot] = (key, info)
+    return found
+
+
+def _solve(rule: Rule, template: Template, match: re.Match[str]) -> dict[str, str]:
+    """Source captures from one matched target key (arithmetic placeholders solved back)."""
+    values: dict[str, str] = {}
+    divmods: dict[str, dict[str, tuple[int, int]]] = {}
+    for n, part in enumerate(template.parts):
+        if not isinstance(part, Placeholder):
+            continue
+        if part.tree is None:
+            _agree(values, part.text, match.group(f"c_{part.text}_{n}"), rule)
+            continue
+        number = int(match.group(f"p_{n}"))
+        affine, dm = part.affine(), part.divmod_part()
+        if affine is not None:
+            name, a, b = affine
+            if (number - b) % a:
+                raise RemapError(f"target index {{{part.text}}} = {number} has no integer source index (rule "
+                                 f"'{rule.label}', {rule.loc})")
+            _agree(values, name, str((number - b) // a), rule)
+        elif dm is not None:
+            divmods.setdefault(dm[0], {})[dm[1]] = (dm[2], number)
+    for name, parts in divmods.items():
+        if set(parts) == {"//", "%"} and parts["//"][0] == parts["%"][0]:
+            _agree(values, name, str(parts["//"][0] * parts["//"][1] + parts["%"][1]), rule)
+    return values
+
+
+def _agree(values: dict[str, str], name: str, value: str, rule: Rule) -> None:
+    """Record a capture's value; two placeholders of one target must give it the same value."""
+    old = values.get(name)
+    if old is not None and (int(old) != int(value) if old.isdigit() and value.isdigit() else old != value):
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}): a target gives '{name}' two values")
+    values.setdefault(name, value)
+
+
+def _render(pattern_text: str, captures: Mapping[str, str], rule: Rule) -> str:
+    if "*" in pattern_text:
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}) has a wildcard, so its source keys cannot be named "
+                         "without --like")
+    try:
+        return _TOKEN.sub(lambda m: captures[m.group(1)], pattern_text)
+    except KeyError as exc:
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}) does not keep capture {exc} in its targets, so its "
+                         "source keys cannot be named without --like") from None
+
+
+def _sources(rule: Rule, captures: dict[str, str], members: dict[int, Any],
+             env: Mapping[str, Any]) -> dict[str, TensorInfo]:
+    """The source keys and shapes of one rule instance, from the HF tensors it produced."""
+    structure, kind = rule.structure, rule.structure.kind
+    names = {**env, **{k: int(v) if k in rule.pattern.int_captures else v for k, v in captures.items()}}
+    if set(members) != set(range(len(rule.targets) if kind != "unstack" else len(members))):
+        missing = sorted(set(range(len(rule.targets))) - set(members))
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}): HF_DIR lacks some of its targets (output {missing}) "
+                         f"for {captures}")
+    parts = [_undo_ops(rule, slot, members[slot][1], names) for slot in sorted(members)]
+    combined = _combined(rule, parts)
+    keys = [_render(p.text, captures, rule) for p in rule.patterns]
+    dtype = parts[0].dtype
+    if kind in ("concat", "stack", "dedup") and structure.over is not None:
+        n = combined.shape[structure.dim % len(combined.shape)] if kind == "stack" else _count(rule, names)
+        shape = combined.shape if kind == "dedup" else _drop(combined.shape, structure.dim)
+        return {_render(rule.pattern.text, {**captures, structure.over: str(i)}, rule): TensorInfo(shape, dtype)
+                for i in range(n)}
+    shapes = _split_sources(rule, combined)
+    return {key: TensorInfo(shape, dtype) for key, shape in zip(keys, shapes, strict=True)}
+
+
+def _undo_ops(rule: Rule, slot: int, info: TensorInfo, names: Mapping[str, Any]) -> TensorInfo:
+    """A target's shape before its own ops and the rule's ops (inverses applied last-first)."""
+    output = rule.targets[0 if rule.structure.kind == "unstack" else slot]
+    shape = tuple(info.shape)
+    for op in reversed((*rule.ops, *output.ops)):
+        for step in op.inverse().steps(names, shape):
+            shape = step_shape(step, shape)
+    return TensorInfo(shape, info.dtype)
+
+
+def _combined(rule: Rule, parts: list[TensorInfo]) -> TensorInfo:
+    """The one tensor the rule's structure made its outputs from (before any structure-specific part)."""
+    kind, dim = rule.structure.kind, rule.structure.dim
+    shapes = [tuple(p.shape) for p in parts]
+    if kind == "split":
+        return TensorInfo(combine_shape(Step("concat", (dim,)), shapes), parts[0].dtype)
+    if kind == "unstack":
+        return TensorInfo(combine_shape(Step("stack", (dim,)), shapes), parts[0].dtype)
+    if kind == "unfold_weight_norm":
+        return parts[1]
+    return parts[0]
+
+
+def _split_sources(rule: Rule, combined: TensorInfo) -> list[tuple[int, ...]]:
+    """The source shapes a combined tensor came from, one per source pattern."""
+    kind, dim, n = rule.structure.kind, rule.structure.dim, len(rule.patterns)
+    shape = tuple(combined.shape)
+    if kind == "concat":
+        if rule.structure.sizes is None:
+            raise RemapError(f"rule '{rule.label}' ({rule.loc}) concatenates without 'sizes', so the parts' sizes "
+                             "are unknown without --like")
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}): concat sizes are not supported without --like yet")
+    if kind == "stack":
+        return [_drop(shape, dim)] * n
+    if kind == "fold_weight_norm":
+        d = dim % len(shape)
+        return [tuple(s if i == d else 1 for i, s in enumerate(shape)), shape]
+    return [shape] * n
+
+
+def _drop(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
+    d = dim % len(shape)
+    return shape[:d] + shape[d + 1:]
+
+
+def _count(rule: Rule, names: Mapping[str, Any]) -> int:
+    from .rules.ops import value
+
+    if rule.structure.count is None:
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}) deduplicates without 'count', so the number of copies "
+                         "is unknown without --like")
+    return value(rule.structure.count, names, "dedup count")
