@@ -255,3 +255,26 @@ specs = st.lists(st.tuples(st.integers(-9, 9999), st.integers(0, 99), st.integer
 def test_list_expr_agrees_with_python_on_conv_specs(terms: list) -> None:
     text = " + ".join(f"{layers!r} * {count}" for layers, count in terms)
     assert list_expr(text) == eval(text)
+
+
+def test_iteration_helpers_work_and_are_bounded() -> None:
+    """enumerate, zip, range, sorted, sum, prod, abs and round: what vocabularies and hop lengths need."""
+    from remap.errors import Loc, RuleError
+    from remap.rules.expr import compile_expr
+
+    def run(text: str, **names: object) -> object:
+        return compile_expr(text, Loc("x", 1), frozenset(names)).evaluate(names)
+
+    assert run("{s: i for i, s in enumerate(symbols)}", symbols=["a", "b"]) == {"a": 0, "b": 1}
+    assert run("[a * b for a, b in zip(xs, ys)]", xs=[1, 2], ys=[3, 4]) == [3, 8]
+    assert run("prod(rates)", rates=[8, 5, 4, 2]) == 320
+    assert run("(sum(range(4)), sorted(xs), abs(-2), round(2.5))", xs=[3, 1]) == (6, [1, 3], 2, 2)
+    for text in ("range(10**6)", "sum(xs)", "prod(xs)"):
+        with pytest.raises(RuleError, match="more than 100000"):
+            run(text, xs=list(range(200_000)))
+    with pytest.raises(RuleError, match="bits"):
+        run("prod(xs)", xs=[2**60] * 100)
+    with pytest.raises(RuleError, match="bits"):  # stops at the cap, not after a 100-million-bit product
+        run("prod(xs)", xs=[2**1000] * 100_000)
+    with pytest.raises(RuleError, match="takes numbers"):  # adding lists one by one is quadratic
+        run("sum(xs)", xs=[[0] * 1000] * 1000)

@@ -199,7 +199,8 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # sim
     def __init__(self) -> None:
         functions = {**FUNCTIONS, "list_expr": lambda text: self.charge(list_expr(text)), "str": self._str,
                      "int": self._number(int), "float": self._number(float),
-                     **{fn.__name__: _bounded(fn) for fn in (min, max, all, any)}}
+                     **{fn.__name__: _bounded(fn) for fn in (min, max, all, any)},
+                     **{name: self._listing(fn) for name, fn in _LISTINGS.items()}, "range": _range}
         bounded: dict[type, Callable[..., Any]] = {kind: self._op(fn) for kind, fn in (
             (ast.Add, simpleeval.safe_add), (ast.Mult, simpleeval.safe_mult), (ast.Pow, self._power),
             (ast.Mod, self._mod), (ast.LShift, simpleeval.safe_lshift), (ast.RShift, simpleeval.safe_rshift),
@@ -209,6 +210,13 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # sim
         for name in ("list", "tuple", "dict", "set"):  # simpleeval adds these; rules cannot call them
             self.functions.pop(name, None)
         self.spent, self.busy = 0, False
+
+    def _listing(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` over iterables cut at MAX_TEXT items each, with what it returns charged."""
+        def call(*args: Any, **kwargs: Any) -> Any:
+            items = [_cut(a, fn) for a in args]
+            return self.charge(fn(*items, **kwargs))
+        return call
 
     def charge(self, result: Any) -> Any:
         """Count what an operation built against the bounds; return it."""
@@ -296,6 +304,58 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # sim
         return result
 
 
+def _cut(items: Any, fn: Callable[..., Any]) -> Any:
+    """An iterable argument as a sequence of at most MAX_TEXT items (anything else unchanged)."""
+    if isinstance(items, (*_SIZED, range)):
+        if len(items) > MAX_TEXT:
+            raise IterableTooLong(f"a function over more than {MAX_TEXT} items")
+        return items
+    if hasattr(items, "__iter__"):
+        cut = list(itertools.islice(iter(items), MAX_TEXT + 1))
+        if len(cut) > MAX_TEXT:
+            raise IterableTooLong(f"a function over more than {MAX_TEXT} items")
+        return cut
+    return items
+
+
+def _range(*args: int) -> range:
+    """``range`` of at most MAX_TEXT numbers (a lazy range is cheap, but what iterates over it is not)."""
+    if not all(type(a) is int for a in args):
+        raise TypeError("range() takes integers")
+    result = range(*args)
+    if len(result) > MAX_TEXT:
+        raise IterableTooLong(f"range() of more than {MAX_TEXT} numbers")
+    return result
+
+
+def _numbers(items: Any, name: str) -> list[int | float]:
+    numbers = list(items)
+    if not all(type(n) in (int, float, bool) for n in numbers):
+        raise TypeError(f"{name}() takes numbers")
+    return numbers
+
+
+def _sum(items: Any) -> int | float:
+    """``sum`` of numbers only (adding lists one by one costs the square of their length)."""
+    return sum(_numbers(items, "sum"))
+
+
+def _prod(items: Any) -> int | float:
+    """``math.prod`` that stops once an integer passes MAX_INT_BITS (each step then stays cheap)."""
+    result: int | float = 1
+    for number in _numbers(items, "prod"):
+        result *= number
+        if isinstance(result, int) and result.bit_length() > MAX_INT_BITS:
+            raise IterableTooLong(f"prod() of more than {MAX_INT_BITS} bits")
+    return result
+
+
+# Functions over iterables, evaluated on at most MAX_TEXT items and charged for what they build.
+_LISTINGS: Final[Mapping[str, Callable[..., Any]]] = {
+    "enumerate": lambda items: list(enumerate(items)), "zip": lambda *items: list(zip(*items, strict=False)),
+    "sorted": sorted, "sum": _sum, "prod": _prod}
+
+
 def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``min``/``max``/``all``/``any`` over at most MAX_TEXT items (a config value may be ``range(10**18)``)."""
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -312,7 +372,8 @@ def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 # The functions expressions may call; evaluation uses bounded versions of most (see `_Evaluator`).
 FUNCTIONS: Final[Mapping[str, Callable[..., Any]]] = {
-    fn.__name__: fn for fn in (list_expr, len, int, float, str, bool, min, max, all, any)}
+    **{fn.__name__: fn for fn in (list_expr, len, int, float, str, bool, min, max, all, any, abs, round)},
+    **_LISTINGS, "range": _range}
 
 CONSTANTS: Final[Mapping[str, Any]] = {"true": True, "false": False, "null": None}
 _FAILURES: Final = (simpleeval.InvalidExpression, ArithmeticError, TypeError, ValueError, KeyError, IndexError,
