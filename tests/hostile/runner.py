@@ -52,33 +52,39 @@ class Outcome:
     peak_rss_mib: float
 
 
+LAUNCHER = Path(__file__).with_name("launch.py")
+
+
 def run(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> Outcome:
-    """``python -m remap ARGS`` in ``cwd``; killed after KILL_AFTER_S (then the code is -9)."""
+    """``python -m remap ARGS`` in ``cwd``, through a small launcher that measures its peak RSS.
+
+    Killed (with its launcher) after KILL_AFTER_S; the code is then -9.
+    """
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "REMAP_CACHE": str(cwd.parent / f".{cwd.name}-cache"),
                 **(env or {})}
     out_path, err_path = cwd.parent / f".{cwd.name}.out", cwd.parent / f".{cwd.name}.err"
+    result_path = cwd.parent / f".{cwd.name}.result"
     with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "remap", *args], cwd=cwd, env=full_env, stdout=out,
-                                stderr=err)
-        deadline = start + KILL_AFTER_S
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.send_signal(signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
+        proc = subprocess.Popen([sys.executable, str(LAUNCHER), str(result_path), sys.executable, "-m", "remap",
+                                 *args], cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True)
+        try:
+            proc.wait(timeout=KILL_AFTER_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         wall = time.monotonic() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    code, peak_kib = -9, 0
+    if result_path.exists():
+        code_text, peak_text = result_path.read_text().split()
+        code, peak_kib = int(code_text), int(peak_text)
+        result_path.unlink()
     out_path.unlink()
     err_path.unlink()
-    return Outcome(proc.returncode, stdout, stderr, wall, usage.ru_maxrss / 1024)
+    return Outcome(code, stdout, stderr, wall, peak_kib / 1024)
 
 
 def all_cases() -> list[Case]:
