@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from remap import TensorInfo, compile_text, plan
-from remap.planner import Resolution
+from remap.resolve import Fired, Resolution
 
 
 def make_rules(n_rules: int) -> str:
@@ -42,10 +42,10 @@ def naive_plan_seconds(ruleset, keys) -> float:
     """The loop every hand-written converter does: try every rule on every key."""
     start = time.perf_counter()
     for key in keys:
-        fired = [(r, c) for r in ruleset.rules if (c := r.pattern.match(key)) is not None]
+        fired = [Fired(r, c) for r in ruleset.rules if (c := r.pattern.match(key)) is not None]
         Resolution(tuple(fired), ())
-        for rule, captures in fired:
-            rule.target.render(captures)
+        for f in fired:
+            f.rule.render_targets(f.captures)
     return time.perf_counter() - start
 
 

@@ -68,6 +68,8 @@ class Group:
 def expand(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo], env: Mapping[str, Any],
            problems: list[Diagnostic]) -> list[Entry]:
     """Every output of ``rule`` for the source keys that fired it."""
+    if _plain(rule):
+        return _renames(rule, matches, infos, problems)
     entries: list[Entry] = []
     for group in _groups(rule, matches, problems):
         unstorable = [k for k in group.keys if (rule.cast or infos[k].dtype) not in DTYPES]
@@ -83,6 +85,36 @@ def expand(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo], en
             keys = ", ".join(f"'{k}'" for k in group.keys)
             problems.append(problem(group.keys[0], rule.loc, f"rule '{rule.label}' cannot make its targets from "
                                                              f"{keys}: {message}"))
+    return entries
+
+
+SINGLE = Step("single")
+
+
+def _plain(rule: Rule) -> bool:
+    """A rename: one source, one target, no ops (most rules; planned without building shapes step by step)."""
+    return not rule.sources and not rule.outputs and rule.structure.kind == "map" and rule.target is not None
+
+
+def _renames(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo],
+             problems: list[Diagnostic]) -> list[Entry]:
+    assert rule.target is not None
+    entries = []
+    for m in matches:
+        info = infos[m.key]
+        if (rule.cast or info.dtype) not in DTYPES:
+            problems.append(problem(m.key, rule.loc, f"'{m.key}' has dtype {info.dtype}, which safetensors "
+                                                     "cannot store; add a cast"))
+            continue
+        try:
+            target = rule.target.render(m.captures)
+        except RuleError as exc:
+            problems.append(problem(m.key, rule.loc, f"rule '{rule.label}' cannot make its targets from "
+                                                     f"'{m.key}': {exc.message}"))
+            continue
+        cast = rule.cast if rule.cast is not None and rule.cast != info.dtype else None
+        recipe = Recipe((m.key,), SINGLE, (Step("cast", (cast,)),) if cast else ())
+        entries.append(Entry((m.key,), target, TensorInfo(tuple(info.shape), cast or info.dtype), rule, recipe))
     return entries
 
 

@@ -5,7 +5,7 @@ Pure: key strings, captures, the config and (for conditions) a shape and dtype.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,18 +37,19 @@ def tensor_names(info: TensorInfo | None) -> dict[str, Any]:
     return {} if info is None else {"shape": tuple(info.shape), "dtype": info.dtype}
 
 
-def holds(condition: Expr | None, names: Mapping[str, Any], key: str, owner: str) -> bool:
+def holds(condition: Expr | None, names: Mapping[str, Any], key: str, owner: str | Callable[[], str]) -> bool:
     """Whether a condition is true for ``key``.
 
     A failing expression is a RuleError at the expression's ``file:line`` that
-    names the key and the rule (``owner``) it belongs to.
+    names the key and the rule (``owner``, or a function giving it) it belongs to.
     """
     if condition is None:
         return True
     try:
         return bool(condition.evaluate(names))
     except RuleError as exc:
-        raise RuleError(f"{exc.message} (key '{key}', {owner})", exc.loc or exc.where) from None
+        who = owner() if callable(owner) else owner
+        raise RuleError(f"{exc.message} (key '{key}', {who})", exc.loc or exc.where) from None
 
 
 def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo | None = None) -> Resolution:
@@ -64,8 +65,8 @@ def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo
         if captures is None:
             continue
         rule = matcher.rule
-        if holds(rule.when, {**env, **tensor, **matcher.pattern.typed(captures)}, key,
-                 f"rule '{rule.label}' at {rule.loc}"):
+        if rule.when is None or holds(rule.when, {**env, **tensor, **matcher.pattern.typed(captures)}, key,
+                                      lambda r=rule: f"rule '{r.label}' at {r.loc}"):  # type: ignore[misc]
             fired.append(Fired(rule, captures, matcher.position))
         else:
             blocked.append(rule)
