@@ -27,6 +27,17 @@ pip_install --no-deps ./tests/rulepack
 # torch and then breaks transformers' model imports. Its reference model code
 # (s3prl.upstream.*) needs only torch and numpy, so install it without deps.
 pip_install --no-deps "s3prl==0.4.18"
+# openai-whisper, for the Whisper rule file's reference model and its tokenizer's vocabulary
+# (whisper/assets/*.tiktoken). Its declared deps include triton (a GPU compiler, hundreds of MB);
+# whisper.model needs only these.
+pip_install --no-deps -c constraints.txt "openai-whisper==20250625"
+pip_install -c constraints.txt tiktoken more-itertools numba
+# The audio codecs' reference code (tests only). moshi declares exact torch and numpy ranges that
+# would replace the pinned builds; encodec and descript-audio-codec declare torchaudio (and
+# descript-audiotools, with librosa and tensorboard). Their model code needs none of that: the
+# few module-level imports it does make are served by tests/standins/ (see its README).
+pip_install --no-deps -c constraints.txt "moshi==0.2.13" "encodec==0.1.1" "descript-audio-codec==1.0.0"
+pip_install --no-deps -c constraints.txt einops sentencepiece
 "$VENV/bin/python" - <<'PY'
 import importlib.util, sys
 if importlib.util.find_spec("torchaudio") is not None:
@@ -34,6 +45,8 @@ if importlib.util.find_spec("torchaudio") is not None:
 import contextlib, io
 with contextlib.redirect_stdout(io.StringIO()):
     import s3prl.upstream.distiller.model  # noqa: F401
+import whisper.model, tiktoken  # noqa: F401,E401
+import moshi.models.loaders  # noqa: F401
 import transformers, remap  # noqa: F401,E401
 PY
 echo "$WANT" > "$STAMP"
