@@ -33,7 +33,7 @@ from .planner import Plan, plan
 from .provenance import Digests, used_sources
 from .rules.model import RuleSet
 from .target import Target, build_target, check_target_size
-from .tokenizers import write_tokenizer
+from .tokenizers import wanted, write_tokenizer
 
 Progress = Callable[[int, int], None]  # (bytes written so far, bytes to write in all)
 
@@ -151,9 +151,12 @@ def write(prepared: Prepared, out_dir: str | Path | Output, *, force: bool = Fal
             digests.cancel()
             raise
         files = _side_files(prepared)
-        if prepared.ruleset.target.tokenizer is not None:
-            write_tokenizer(prepared.ruleset.target.tokenizer, prepared.env, tmp)
+        spec = prepared.ruleset.target.tokenizer
+        tokenizer = spec is not None and wanted(spec, prepared.env)
+        if spec is not None and tokenizer:
+            write_tokenizer(spec, prepared.env, tmp)
         record = provenance.record(prepared.ruleset, prepared.source, prepared.plan, *digests.results())
+        record["tokenizer"] = spec.class_name if spec is not None and tokenizer else None
         record["files"] = sorted({*files, *(p.name for p in tmp.iterdir()), provenance.FILE_NAME})
         files[provenance.FILE_NAME] = provenance.dumps(record)
         for name, text in files.items():

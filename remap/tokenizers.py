@@ -7,7 +7,8 @@ Two kinds of vocabulary, neither taken on trust from Python code in a file:
 - ``tiktoken``: a BPE rank file that an installed package ships (openai-whisper's
   ``assets/*.tiktoken``), turned into a vocabulary and merges by transformers' TikTokenConverter.
 
-``special_tokens`` are then added in order, so their ids follow the vocabulary's. The tokenizer is
+``special_tokens`` are then added in order, so their ids follow the vocabulary's, and ``added_tokens``
+after them (ordinary tokens, which decoding does not skip). The tokenizer is
 saved with ``save_pretrained`` into the output folder. Imports transformers (only when a rule file
 declares a tokenizer).
 """
@@ -24,7 +25,17 @@ from typing import Any
 
 from .diagnostics import first_line
 from .errors import ConfigError
-from .rules.model import TokenizerSpec
+from .rules.model import JsonValue, TokenizerSpec
+
+
+def wanted(spec: TokenizerSpec, env: Mapping[str, Any]) -> bool:
+    """Whether the source has what the tokenizer needs (its ``when``; true without one)."""
+    if spec.when is None:
+        return True
+    value = spec.when.value(env)
+    if not isinstance(value, bool):
+        raise ConfigError(f"tokenizer 'when' must be true or false, not {type(value).__name__}", str(spec.loc))
+    return value
 
 
 def write_tokenizer(spec: TokenizerSpec, env: Mapping[str, Any], folder: Path) -> None:
@@ -41,12 +52,19 @@ def write_tokenizer(spec: TokenizerSpec, env: Mapping[str, Any], folder: Path) -
     with tempfile.TemporaryDirectory(prefix="remap-tokenizer-") as tmp:
         vocab, merges = _vocabulary(spec, env)
         tokenizer = _construct(cls, vocab, merges, options, Path(tmp), spec)
-        special = spec.special_tokens.value(env) if spec.special_tokens is not None else []
-        if not isinstance(special, list) or not all(isinstance(t, str) for t in special):
-            raise ConfigError("tokenizer special_tokens must be a list of strings", str(spec.loc))
+        special, added = _tokens(spec.special_tokens, env, spec), _tokens(spec.added_tokens, env, spec)
         if special:
             tokenizer.add_special_tokens({"additional_special_tokens": special}, replace_extra_special_tokens=False)
+        if added:
+            tokenizer.add_tokens(added)
         tokenizer.save_pretrained(folder)
+
+
+def _tokens(value: JsonValue | None, env: Mapping[str, Any], spec: TokenizerSpec) -> list[str]:
+    tokens = value.value(env) if value is not None else []
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise ConfigError("tokenizer special_tokens and added_tokens must be lists of strings", str(spec.loc))
+    return tokens
 
 
 def _vocabulary(spec: TokenizerSpec, env: Mapping[str, Any]) -> tuple[dict[str, int], list[Any] | None]:

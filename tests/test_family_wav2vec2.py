@@ -113,7 +113,8 @@ def finetuned_state(model: Wav2Vec2Model, proj: torch.nn.Linear) -> dict[str, to
     return state_dict
 
 
-def save_finetuned(path: Path, variant: str, model_extra: dict[str, Any] | None = None) -> None:
+def save_finetuned(path: Path, variant: str, model_extra: dict[str, Any] | None = None,
+                   symbols: list[str] | None = None) -> None:
     """fairseq's wav2vec_ctc checkpoint, as fairseq-hydra-train writes it.
 
     cfg.model is the fine-tuning config (Wav2Vec2CtcConfig): its own defaults
@@ -122,7 +123,8 @@ def save_finetuned(path: Path, variant: str, model_extra: dict[str, Any] | None 
     config, with the fine-tuning overrides (dropouts, masking, layerdrop)
     written into its `model` section by Wav2VecEncoder. The pretraining heads
     are gone (remove_pretraining_modules). task_state holds the letter
-    dictionary the CTC head was sized from. ``model_extra`` adds fields to cfg.model.
+    dictionary the CTC head was sized from. ``model_extra`` adds fields to cfg.model; ``symbols``
+    stores another dictionary than the one the head was sized from.
     """
     from omegaconf import OmegaConf
 
@@ -155,7 +157,7 @@ def save_finetuned(path: Path, variant: str, model_extra: dict[str, Any] | None 
     modules = fairseq_modules()
     sys.modules.update(modules)
     try:
-        dictionary = modules["fairseq.data.dictionary"].Dictionary(LETTERS)  # type: ignore[attr-defined]
+        dictionary = modules["fairseq.data.dictionary"].Dictionary(symbols or LETTERS)  # type: ignore[attr-defined]
         torch.save({"args": None, "cfg": cfg, "model": state_dict,
                     "task_state": {"target_dictionary": dictionary},
                     "optimizer_history": [{"criterion_name": "CtcCriterion", "optimizer_name": "FairseqAdam",
@@ -344,15 +346,48 @@ def test_argparse_era_finetuned_ctc_matches_s3prl(variant: str, w2v_args: str, c
     assert layout == ("fairseq-args-finetuned-hydra" if w2v_args == "omegaconf" else "fairseq-args-finetuned")
 
 
-def test_argparse_era_checkpoint_with_another_vocabulary_is_refused(cli, tmp_path: Path) -> None:
-    """Without a dictionary the vocabulary is assumed, and the CTC head's shape check refuses a wrong guess."""
+def test_argparse_era_vocabulary_size_comes_from_the_ctc_head(cli, tmp_path: Path) -> None:
+    """No dictionary in the file: vocab_size is the head's rows (40 here), not an assumed 32; no tokenizer."""
+    import json
+
+    from remap.verify import converted
+
     ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
-    save_finetuned_args(ckpt, "base", vocab=40)
+    model, proj = save_finetuned_args(ckpt, "base", vocab=40)
     result = cli("apply", CTC_RULES, ckpt, "-o", out)
-    assert result.code == 1
-    mismatch = [line for line in result.err.splitlines() if "'lm_head.weight'" in line]
-    assert len(mismatch) == 1 and "shape mismatch" in mismatch[0], result.err
-    assert "w2v_encoder.proj.weight" in mismatch[0] and "[40, 32]" in mismatch[0] and "[32, 32]" in mismatch[0]
+    assert result.code == 0, result.err
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == 40
+    wave = torch.randn(1, 16000, generator=torch.Generator().manual_seed(2))
+    assert float((ctc_outputs(model, proj, wave)["logits"] - converted(out, wave)["logits"]).abs().max()) <= 1e-5
+    assert not (out / "vocab.json").exists() and not (out / "tokenizer_config.json").exists()
+    assert json.loads((out / "remap-provenance.json").read_text())["tokenizer"] is None
+
+
+def test_ctc_tokenizer_swaps_fairseqs_pad_and_bos_and_decodes_letters(cli, tmp_path: Path) -> None:
+    """vocab.json from task_state.target_dictionary: index 0 (the blank) is <pad>, 1 is <s>, '|' is a space."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, "base")
+    assert cli("apply", CTC_RULES, ckpt, "-o", out).code == 0
+    vocab = json.loads((out / "vocab.json").read_text())
+    want = {s: i for i, s in enumerate(LETTERS)}
+    want["<pad>"], want["<s>"] = 0, 1
+    assert vocab == want
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(tokenizer).__name__ == "Wav2Vec2CTCTokenizer" and tokenizer.pad_token_id == 0
+    ids = [0, *(want[c] for c in "TTEN|N"), 0, *(want[c] for c in "NET"), 0]  # blanks, a repeat, a real double
+    assert tokenizer.decode(ids) == "TEN NNET"
+
+
+def test_a_dictionary_that_does_not_fit_the_ctc_head_is_refused(cli, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "finetuned.pt", tmp_path / "out"
+    save_finetuned(ckpt, "base", symbols=[*LETTERS, "EXTRA"])
+    result = cli("apply", CTC_RULES, ckpt, "-o", out)
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert "the target dictionary's size differs from the CTC head's rows" in result.err
     assert not out.exists()
 
 

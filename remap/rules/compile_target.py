@@ -19,7 +19,7 @@ from .schema import check_fields, string
 from .yamlnode import Node
 
 TARGET_FIELDS: Final = ("class", "config", "preprocessor", "files", "tokenizer")
-TOKENIZER_FIELDS: Final = ("class", "vocab", "tiktoken", "special_tokens", "options")
+TOKENIZER_FIELDS: Final = ("class", "when", "vocab", "tiktoken", "special_tokens", "added_tokens", "options")
 FILE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.json\Z")
 RESERVED: Final = frozenset({"config.json", "preprocessor_config.json", "model.safetensors.index.json",
                              "remap-provenance.json", "tokenizer.json", "tokenizer_config.json", "vocab.json",
@@ -114,7 +114,9 @@ class TargetCompiler:
         return TokenizerSpec(
             class_name, node.loc, self.json(c["vocab"], "tokenizer vocab") if "vocab" in c else None, package,
             path, self.json(c["special_tokens"], "special tokens") if "special_tokens" in c else None,
-            self.json(c["options"], "tokenizer options") if "options" in c else JsonValue(MappingProxyType({})))
+            self.json(c["options"], "tokenizer options") if "options" in c else JsonValue(MappingProxyType({})),
+            self.json(c["added_tokens"], "added tokens") if "added_tokens" in c else None,
+            self.json(c["when"], "tokenizer when") if "when" in c else None)
 
 
 REVERSE_FIELDS: Final = ("layout", "format", "entries")

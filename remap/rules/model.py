@@ -243,7 +243,10 @@ class TokenizerSpec:
 
     The vocabulary is either ``vocab`` (a JSON mapping token -> id, computed from the source config) or a
     tiktoken BPE file shipped by an installed package (``tiktoken_package`` / ``tiktoken_path``).
-    ``special_tokens`` are added after it, in order; ``options`` are the class's keyword arguments.
+    ``special_tokens`` are added after it, in order, then ``added_tokens`` (ordinary added tokens, which
+    decoding keeps); ``options`` are the class's keyword arguments. ``when``, if given, says whether the
+    source has what the tokenizer needs; when it is false no tokenizer is written, and the output's
+    provenance says so.
     """
 
     class_name: str
@@ -253,6 +256,8 @@ class TokenizerSpec:
     tiktoken_path: JsonValue | None = None
     special_tokens: JsonValue | None = None
     options: JsonValue = field(default_factory=lambda: JsonValue(MappingProxyType({})))
+    added_tokens: JsonValue | None = None
+    when: JsonValue | None = None
 
 
 @dataclass(frozen=True)
