@@ -74,18 +74,22 @@ def expand(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo], en
     for group in _groups(rule, matches, problems):
         unstorable = [k for k in group.keys if (rule.cast or infos[k].dtype) not in DTYPES]
         if unstorable:
-            key = unstorable[0]
-            problems.append(problem(key, rule.loc, f"'{key}' has dtype {infos[key].dtype}, which safetensors "
-                                                   "cannot store; add a cast"))
+            problems.append(_unstorable(rule, unstorable[0], infos[unstorable[0]]))
             continue
         try:
             entries += _outputs(rule, group, [infos[k] for k in group.keys], env)
         except (ShapeError, RuleError) as exc:
-            message = exc.message if isinstance(exc, RuleError) else str(exc)
-            keys = ", ".join(f"'{k}'" for k in group.keys)
-            problems.append(problem(group.keys[0], rule.loc, f"rule '{rule.label}' cannot make its targets from "
-                                                             f"{keys}: {message}"))
+            problems.append(_cannot(rule, group.keys, exc.message if isinstance(exc, RuleError) else str(exc)))
     return entries
+
+
+def _unstorable(rule: Rule, key: str, info: TensorInfo) -> Diagnostic:
+    return problem(key, rule.loc, f"'{key}' has dtype {info.dtype}, which safetensors cannot store; add a cast")
+
+
+def _cannot(rule: Rule, keys: tuple[str, ...] | list[str], message: str) -> Diagnostic:
+    listed = ", ".join(f"'{k}'" for k in keys)
+    return problem(keys[0], rule.loc, f"rule '{rule.label}' cannot make its targets from {listed}: {message}")
 
 
 SINGLE = Step("single")
@@ -103,14 +107,12 @@ def _renames(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo],
     for m in matches:
         info = infos[m.key]
         if (rule.cast or info.dtype) not in DTYPES:
-            problems.append(problem(m.key, rule.loc, f"'{m.key}' has dtype {info.dtype}, which safetensors "
-                                                     "cannot store; add a cast"))
+            problems.append(_unstorable(rule, m.key, info))
             continue
         try:
             target = rule.target.render(m.captures)
         except RuleError as exc:
-            problems.append(problem(m.key, rule.loc, f"rule '{rule.label}' cannot make its targets from "
-                                                     f"'{m.key}': {exc.message}"))
+            problems.append(_cannot(rule, [m.key], exc.message))
             continue
         cast = rule.cast if rule.cast is not None and rule.cast != info.dtype else None
         recipe = Recipe((m.key,), SINGLE, (Step("cast", (cast,)),) if cast else ())

@@ -152,11 +152,11 @@ def write(prepared: Prepared, out_dir: str | Path | Output, *, force: bool = Fal
             raise
         files = _side_files(prepared)
         spec = prepared.ruleset.target.tokenizer
-        tokenizer = spec is not None and wanted(spec, prepared.env)
-        if spec is not None and tokenizer:
-            write_tokenizer(spec, prepared.env, tmp)
+        tokenizer = spec if spec is not None and wanted(spec, prepared.env) else None
+        if tokenizer is not None:
+            write_tokenizer(tokenizer, prepared.env, tmp)
         record = provenance.record(prepared.ruleset, prepared.source, prepared.plan, *digests.results())
-        record["tokenizer"] = spec.class_name if spec is not None and tokenizer else None
+        record["tokenizer"] = tokenizer.class_name if tokenizer is not None else None
         record["files"] = sorted({*files, *(p.name for p in tmp.iterdir()), provenance.FILE_NAME})
         files[provenance.FILE_NAME] = provenance.dumps(record)
         for name, text in files.items():

@@ -66,7 +66,7 @@ def resolve(ruleset: RuleSet, key: str, env: Mapping[str, Any], info: TensorInfo
             continue
         rule = matcher.rule
         if rule.when is None or holds(rule.when, {**env, **tensor, **matcher.pattern.typed(captures)}, key,
-                                      lambda r=rule: f"rule '{r.label}' at {r.loc}"):  # type: ignore[misc]
+                                      lambda: f"rule '{rule.label}' at {rule.loc}"):  # noqa: B023 - called at once
             fired.append(Fired(rule, captures, matcher.position))
         else:
             blocked.append(rule)

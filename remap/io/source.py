@@ -135,17 +135,15 @@ def gather(view: np.ndarray) -> np.ndarray:
     import numpy as np
 
     out = np.empty(view.shape, dtype=view.dtype)
-    if view.ndim < 2 or view.size == 0:
-        out[...] = view
-        return out
-    axis = min(range(view.ndim), key=lambda a: (abs(view.strides[a]), -a))
-    if axis == view.ndim - 1:
-        out[...] = view
-        return out
-    index: list[Any] = [slice(None)] * view.ndim
-    for start in range(0, view.shape[axis], GATHER_TILE):
-        index[axis] = slice(start, start + GATHER_TILE)
-        out[tuple(index)] = view[tuple(index)]
+    if view.ndim >= 2 and view.size:
+        axis = min(range(view.ndim), key=lambda a: (abs(view.strides[a]), -a))
+        if axis != view.ndim - 1:
+            index: list[Any] = [slice(None)] * view.ndim
+            for start in range(0, view.shape[axis], GATHER_TILE):
+                index[axis] = slice(start, start + GATHER_TILE)
+                out[tuple(index)] = view[tuple(index)]
+            return out
+    out[...] = view
     return out
 
 
