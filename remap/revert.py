@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any, Final
 from . import catalog
 from .diagnostics import Diagnostic
 from .errors import OutputError, RemapError, SourceError
+from .expand import Entry
 from .io.execute import produce
 from .io.readers import read_checkpoint
 from .io.source import Source, StoredTensor
@@ -40,6 +41,8 @@ from .reverse import Reverse, reverse
 from .rules.model import RuleSet
 from .tensors import TensorInfo, itemsize
 
+# config.json entries that describe the file rather than the model
+IGNORED_CONFIG: Final = frozenset({"architectures", "transformers_version", "_name_or_path"})
 # transformers writes weight-norm parameters under either name, depending on its version and the model
 WEIGHT_NORM_ALIASES: Final = (("parametrizations.weight.original0", "weight_g"),
                               ("parametrizations.weight.original1", "weight_v"))
@@ -71,6 +74,31 @@ def hf_tensors(hf_dir: str | Path, wanted: set[str] | None = None) -> dict[str, 
     return tensors
 
 
+def hf_folder(ruleset: RuleSet, hf_dir: str | Path) -> dict[str, StoredTensor]:
+    """HF_DIR's tensors as from_pretrained sees them: a tied key the folder leaves out is its source's tensor.
+
+    save_pretrained writes one copy of tied weights (Whisper's ``proj_out.weight`` is the decoder's token
+    embedding); which keys are tied is the model class's knowledge, so the class is built from the folder's
+    config on the meta device (no weights), after checking the folder holds the rule file's model class.
+    """
+    from .target import build_target, check_target_size
+
+    tensors = hf_tensors(hf_dir)
+    config = hf_config(hf_dir)
+    where = str(Path(hf_dir) / "config.json")
+    wanted = ruleset.target.model_class
+    if config.get("architectures", [wanted]) != [wanted]:
+        named = json.dumps(config.get("architectures"))
+        raise SourceError(f"'architectures' is {named[:80]}, but this rule file converts to [\"{wanted}\"]; "
+                          "use the rule file of that model", where)
+    values = {k: v for k, v in config.items() if k not in IGNORED_CONFIG}
+    check_target_size(values, (t.info for t in tensors.values()), where)
+    for key, source in build_target(wanted, (), values, where).tied.items():
+        if key not in tensors and source in tensors:
+            tensors[key] = tensors[source]
+    return tensors
+
+
 def revert(rules: RuleSet | str | Path, hf_dir: str | Path, out: str | Path, *, like: str | Path | None = None,
            force: bool = False, source_config: str | Path | None = None) -> RevertSummary:
     """Write HF_DIR back as the original framework's checkpoint at ``out`` (strict; atomic)."""
@@ -81,18 +109,21 @@ def revert(rules: RuleSet | str | Path, hf_dir: str | Path, out: str | Path, *, 
         from .revert_new import revert_without_like
 
         return revert_without_like(ruleset, hf_dir, out, force=force)
+    hf = hf_folder(ruleset, hf_dir)
     original = load_source(ruleset, like, source_config)
-    hf = hf_tensors(hf_dir)
-    reversed_, summary = plan_back(ruleset, original, hf, str(hf_dir))
+    reversed_, summary, entries = plan_back(ruleset, original, hf, str(hf_dir))
+    kept_bytes = unchanged(entries, summary.lossy, original.tensors, hf)
+    reversed_ = {k: r for k, r in reversed_.items() if k not in kept_bytes}
+    lossy = [k for k in summary.lossy if k not in kept_bytes]
     if original.path is None:
         raise SourceError("--like must be a checkpoint file", str(like))
     writer = _rewrite_zip if _is_zip(original.path) else _rewrite_safetensors
     atomic_file(out, force, partial(writer, original, reversed_, hf))
-    return RevertSummary(out, summary.rebuilt, summary.kept, [], summary.lossy)
+    return RevertSummary(out, summary.rebuilt, summary.kept, [], lossy)
 
 
 def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor],
-              hf_name: str) -> tuple[dict[str, Reverse], RevertSummary]:
+              hf_name: str) -> tuple[dict[str, Reverse], RevertSummary, Sequence[Entry]]:
     """Forward-plan ORIGINAL against HF_DIR's keys and shapes, then read the way back off the plan."""
     env = ruleset.environment(original.config, {k: tuple(v.shape) for k, v in original.infos.items()})
     hf_infos = {k: t.info for k, t in hf.items()}
@@ -109,7 +140,29 @@ def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor]
         raise RemapError(f"cannot run this conversion backwards: {exc}", hf_name) from None
     kept = sorted(d.source for d in result.drops)
     lossy = sorted(k for k, r in steps.items() if not r.exact)
-    return steps, RevertSummary(Path(), len(steps), kept, [], lossy)
+    return steps, RevertSummary(Path(), len(steps), kept, [], lossy), result.entries
+
+
+def unchanged(entries: Sequence[Entry], lossy: Sequence[str], original: Mapping[str, StoredTensor],
+              hf: Mapping[str, StoredTensor]) -> set[str]:
+    """Sources only a numeric inverse could rebuild whose targets HF_DIR holds exactly as ORIGINAL converts.
+
+    A weight-norm fold loses the split of ``w`` into ``g`` and ``v``; when the folded target is the same
+    bytes ORIGINAL's own ``g`` and ``v`` give, those are kept, so an unchanged tensor round-trips exactly.
+    """
+    wanted = set(lossy)
+    by_source: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if wanted.intersection(entry.recipe.inputs):
+            for key in entry.recipe.inputs:
+                by_source.setdefault(key, []).append(entry)
+    return {key for key in wanted if by_source.get(key) and all(_same(e, original, hf) for e in by_source[key])}
+
+
+def _same(entry: Entry, original: Mapping[str, StoredTensor], hf: Mapping[str, StoredTensor]) -> bool:
+    """Whether HF_DIR's target is byte for byte what the forward recipe makes of ORIGINAL."""
+    made = _bytes_of(produce(entry.recipe, original), materialize=True)
+    return bytes(memoryview(made).cast("B")) == hf[entry.target].read().tobytes()
 
 
 def _alias_only(problem: Diagnostic, hf: Mapping[str, TensorInfo]) -> bool:

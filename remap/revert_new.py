@@ -22,7 +22,7 @@ from .io.torchzip import ZipWriter
 from .io.writer import OutTensor, write_safetensors
 from .planner import plan
 from .reverse import Reverse, reverse
-from .revert import RevertSummary, atomic_file, hf_config, hf_tensors
+from .revert import RevertSummary, atomic_file, hf_config, hf_folder
 from .rules.model import Layout, Namespace, ReverseSpec, RuleSet
 from .rules.reversibility import reasons
 from .synth import synthesize
@@ -37,7 +37,7 @@ def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, forc
     blocking = [r for r in reasons(ruleset) if not r.lossy and not r.needs_like]
     if blocking:
         raise RemapError(f"cannot revert without --like: {blocking[0]} ({blocking[0].loc})", ruleset.path)
-    hf = hf_tensors(hf_dir)
+    hf = hf_folder(ruleset, hf_dir)
     shapes = {k: tuple(t.info.shape) for k, t in hf.items()}
     entries = {path: _plain(value.value({"config": hf_config(hf_dir), "tensors": shapes}))
                for path, value in spec.entries}

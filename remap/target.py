@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -33,6 +33,8 @@ class Target:
     name: str  # the model class name, e.g. HubertModel
     config_json: str  # what config.json will hold
     tensors: Mapping[str, TensorInfo]
+    # keys from_pretrained fills from another key when the file lacks them (tied weights): {key: source key}
+    tied: Mapping[str, str] = field(default_factory=dict)
 
 
 def cache_dir() -> Path | None:
@@ -57,7 +59,7 @@ def _cache_file(class_name: str, values: Mapping[str, Any]) -> Path | None:
         return None
     try:
         key = json.dumps({"class": class_name, "config": values, "transformers": transformers_version,
-                          "remap": __version__}, sort_keys=True)
+                          "remap": __version__, "schema": 2}, sort_keys=True)
     except TypeError:
         return None  # a config value JSON cannot hold: don't cache
     return folder / "targets" / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
@@ -69,7 +71,8 @@ def _load_cached(path: Path | None) -> Target | None:
     try:
         data = json.loads(path.read_text())
         tensors = {k: TensorInfo(tuple(shape), dtype) for k, (shape, dtype) in data["tensors"].items()}
-        return Target(data["name"], data["config_json"], tensors)
+        tied = {str(k): str(v) for k, v in data["tied"].items()}
+        return Target(data["name"], data["config_json"], tensors, tied)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # unreadable cache entries are rebuilt
 
@@ -78,7 +81,7 @@ def _store(path: Path | None, target: Target) -> None:
     if path is None:
         return
     data = {"name": target.name, "config_json": target.config_json,
-            "tensors": {k: [list(v.shape), v.dtype] for k, v in target.tensors.items()}}
+            "tensors": {k: [list(v.shape), v.dtype] for k, v in target.tensors.items()}, "tied": dict(target.tied)}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -115,11 +118,11 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
     cls = _model_class(class_name, where)
     config_cls = cls.config_class
     known = set(config_cls().to_dict())
-    for field in fields:
-        if field.name not in known:
-            close = difflib.get_close_matches(field.name, sorted(known), n=1)
+    for spec in fields:
+        if spec.name not in known:
+            close = difflib.get_close_matches(spec.name, sorted(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"'{field.name}' is not a field of {config_cls.__name__}{hint}", str(field.loc))
+            raise ConfigError(f"'{spec.name}' is not a field of {config_cls.__name__}{hint}", str(spec.loc))
     try:
         config = config_cls(**values)
     except Exception as exc:  # noqa: BLE001 - transformers raises its own validation error types
@@ -139,7 +142,8 @@ def _build(class_name: str, fields: tuple[ConfigField, ...], values: Mapping[str
     tensors = {k: TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch."))
                for k, v in model.state_dict().items()}
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
-    return Target(cls.__name__, config_json, tensors)
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    return Target(cls.__name__, config_json, tensors, {str(k): str(v) for k, v in dict(tied).items()})
 
 
 TARGET_SIZE_FLOOR: Final = 1 << 17

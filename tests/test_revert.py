@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +71,41 @@ def _data2vec(path: Path, layout: str) -> None:
     save(path, layout, build(config), config)
 
 
-FAMILIES: list[tuple[str, str, Callable[[Path, str], None]]] = [
+def _whisper(path: Path, layout: str) -> None:
+    from tests.whisper_fixtures import dims, write
+
+    write(path, dims(vocab=layout))
+
+
+def _conformer(path: Path, layout: str) -> None:
+    from tests.conformer_fixtures import TINY, write
+
+    positions, _, layout = layout.partition("-")
+    write(layout, {**TINY, "pos_enc_type": positions}, path)
+
+
+def _mimi(path: Path, layout: str) -> Path:
+    from tests.codec_fixtures import build_mimi, save_mimi_released, tiny_mimi_config
+
+    config = tiny_mimi_config()
+    save_mimi_released(build_mimi(config), path, fused=layout == "released")
+    (path.parent / "mimi.json").write_text(json.dumps(config))
+    return path.parent / "mimi.json"
+
+
+def _encodec(path: Path, layout: str) -> None:
+    from tests.codec_fixtures import build_encodec, save_encodec_released
+
+    save_encodec_released(build_encodec(layout), path)
+
+
+def _dac(path: Path, layout: str) -> None:
+    from tests.codec_fixtures import DAC_TINY, build_dac, save_dac_released
+
+    save_dac_released(build_dac(DAC_TINY), DAC_TINY, path)
+
+
+FAMILIES: list[tuple[str, str, Callable[[Path, str], Path | None]]] = [
     ("distilhubert", "default", _distilhubert),
     *[("hubert", layout, _hubert) for layout in ("fairseq", "fairseq-args", "s3prl")],
     *[("wav2vec2", layout, _wav2vec2) for layout in ("fairseq", "fairseq-args", "s3prl")],
@@ -78,6 +113,12 @@ FAMILIES: list[tuple[str, str, Callable[[Path, str], None]]] = [
       for layout in ("fairseq-finetuned", "fairseq-args-finetuned", "fairseq-args-finetuned-hydra")],
     *[("wavlm", layout, _wavlm) for layout in ("official-dict", "official-dictconfig", "fairseq")],
     *[("data2vec-audio", layout, _data2vec) for layout in ("fairseq", "fairseq-args", "s3prl")],
+    *[("whisper", vocab, _whisper) for vocab in ("multilingual", "english")],
+    *[("wav2vec2-conformer", f"{positions}-{layout}", _conformer)
+      for positions in ("rope", "rel_pos") for layout in ("fairseq", "fairseq-args", "s3prl")],
+    *[("mimi", layout, _mimi) for layout in ("released", "moshi")],
+    *[("encodec", style, _encodec) for style in ("24khz", "48khz")],
+    ("dac", "default", _dac),
 ]
 IDS = [f"{name}-{layout}" for name, layout, _ in FAMILIES]
 
@@ -95,22 +136,35 @@ def leaves(path: Path) -> dict[str, Any]:
     return found
 
 
+def _config_args(config: Path | None) -> list[str | Path]:
+    return [] if config is None else ["--source-config", config]
+
+
+def _original(tmp_path: Path, rules: str, layout: str, writer: Any) -> tuple[Path, list[str | Path]]:
+    """The family's checkpoint under ``tmp_path/a`` (safetensors where its framework releases that)."""
+    (tmp_path / "a").mkdir(exist_ok=True)
+    original = tmp_path / "a" / ("model.safetensors" if rules == "mimi" else "model.pt")
+    return original, _config_args(writer(original, layout))
+
+
 @pytest.mark.parametrize("rules, layout, writer", FAMILIES, ids=IDS)
 def test_round_trips_both_ways_are_exact(rules: str, layout: str, writer: Any, cli, tmp_path: Path) -> None:
     """original -> transformers -> original (--like) is bit-identical, and so is transformers -> original ->
     transformers (the reverted file has the original's name: the output's metadata records it)."""
-    (tmp_path / "a").mkdir()
+    from remap import load_rules
+
+    original, config = _original(tmp_path, rules, layout, writer)
     (tmp_path / "b").mkdir()
-    original, back = tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"
-    writer(original, layout)
-    result = cli("apply", rules, original, "-o", tmp_path / "hf")
+    back = tmp_path / "b" / original.name
+    result = cli("apply", rules, original, "-o", tmp_path / "hf", *config)
     assert result.code == 0, result.err
     recorded = layout.split("-dict", maxsplit=1)[0]  # wavlm's official file, with a dict or a DictConfig cfg
-    assert f'"layout": "{recorded}"' in (tmp_path / "hf" / "remap-provenance.json").read_text()
-    result = cli("revert", rules, tmp_path / "hf", "-o", back, "--like", original)
+    if recorded in {lay.name for lay in load_rules(rules).source.layouts}:
+        assert f'"layout": "{recorded}"' in (tmp_path / "hf" / "remap-provenance.json").read_text()
+    result = cli("revert", rules, tmp_path / "hf", "-o", back, "--like", original, *config)
     assert result.code == 0, result.err
     assert leaves(back) == leaves(original)
-    assert cli("apply", rules, back, "-o", tmp_path / "hf2").code == 0
+    assert cli("apply", rules, back, "-o", tmp_path / "hf2", *config).code == 0
     assert (tmp_path / "hf2" / "model.safetensors").read_bytes() == (tmp_path / "hf" / "model.safetensors").read_bytes()
 
 
@@ -131,26 +185,29 @@ def perturbed_copy(hf_dir: Path, out: Path, seed: int = 5) -> Any:
     return model
 
 
-ONE_LAYOUT = ("default", "fairseq", "fairseq-finetuned")
+ONE_LAYOUT = ("default", "fairseq", "fairseq-finetuned", "multilingual", "rope-fairseq", "rel_pos-s3prl", "released",
+              "moshi", "24khz")
 
 
 @pytest.mark.parametrize("rules, layout, writer", [f for f in FAMILIES if f[1] in ONE_LAYOUT],
                          ids=[i for i, f in zip(IDS, FAMILIES, strict=True) if f[1] in ONE_LAYOUT])
 def test_changed_weights_come_back_into_the_original_code(rules: str, layout: str, writer: Any, cli,
                                                          tmp_path: Path) -> None:
-    """remap verify builds s3prl's model from the reverted file (strictly) and runs both on the same audio."""
+    """remap verify builds the original project's model from the reverted file (strictly: s3prl, fairseq's
+    modules, openai-whisper, moshi, encodec, descript-audio-codec) and runs both on the same input."""
     from remap import load_rules
     from remap.verify import verify
 
-    original = tmp_path / "original.pt"
-    writer(original, layout)
-    assert cli("apply", rules, original, "-o", tmp_path / "hf").code == 0
+    original, config = _original(tmp_path, rules, layout, writer)
+    source_config = config[-1] if config else None
+    assert cli("apply", rules, original, "-o", tmp_path / "hf", *config).code == 0
     perturbed_copy(tmp_path / "hf", tmp_path / "tuned")
-    result = cli("revert", rules, tmp_path / "tuned", "-o", tmp_path / "back.pt", "--like", original)
+    back = tmp_path / f"back{original.suffix}"
+    result = cli("revert", rules, tmp_path / "tuned", "-o", back, "--like", original, *config)
     assert result.code == 0, result.err
-    report = verify(load_rules(rules), tmp_path / "back.pt", tmp_path / "tuned", tolerance=1e-5)
+    report = verify(load_rules(rules), back, tmp_path / "tuned", tolerance=1e-5, source_config=source_config)
     assert report.ok, report.diffs
-    before = verify(load_rules(rules), original, tmp_path / "tuned", tolerance=1e-5)
+    before = verify(load_rules(rules), original, tmp_path / "tuned", tolerance=1e-5, source_config=source_config)
     assert not before.ok  # the change is real: the original checkpoint no longer matches the tuned model
 
 
@@ -204,3 +261,26 @@ def test_an_existing_output_is_refused_without_force_and_inputs_never_replaced(c
     assert (result.code, result.err) == (1, f"error: {copy}: the output would replace an input; choose another "
                                             "file\n")
     assert copy.read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_a_folder_of_another_model_class_is_refused_in_one_line(cli, tmp_path: Path) -> None:
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "hf").code == 0
+    result = cli("revert", "wav2vec2", tmp_path / "hf", "-o", tmp_path / "back.pt", "--like", EXAMPLE)
+    assert (result.code, result.err) == (1, f"error: {tmp_path / 'hf' / 'config.json'}: 'architectures' is "
+                                            '["HubertModel"], but this rule file converts to ["Wav2Vec2Model"]; use '
+                                            "the rule file of that model\n")
+    assert not (tmp_path / "back.pt").exists()
+
+
+def test_a_tied_weight_save_pretrained_left_out_is_read_from_its_source(tmp_path: Path) -> None:
+    """Whisper's proj_out.weight is the decoder's token embedding; save_pretrained writes it once."""
+    from remap import load_rules
+    from remap.revert import hf_folder
+    from tests.codec_fixtures import apply
+
+    _whisper(tmp_path / "w.pt", "english")
+    apply("whisper", tmp_path / "w.pt", tmp_path / "hf")
+    perturbed_copy(tmp_path / "hf", tmp_path / "tuned")
+    tensors = hf_folder(load_rules("whisper"), tmp_path / "tuned")
+    assert "proj_out.weight" not in {k for k, _ in read_checkpoint(tmp_path / "tuned").walk()}
+    assert tensors["proj_out.weight"] is tensors["model.decoder.embed_tokens.weight"]
