@@ -199,6 +199,9 @@ def _revert(args: argparse.Namespace) -> int:
         more = ", ..." if len(summary.lossy) > 3 else ""
         lines.append(f"  rebuilt by a numeric inverse (an equivalent model, not the same bytes): "
                      f"{len(summary.lossy)} tensors ({', '.join(summary.lossy[:3])}{more})")
+    if summary.left:
+        lines.append(f"  left behind (initialised by the conversion, not in the original model): "
+                     f"{', '.join(summary.left)}")
     _out(lines)
     return 0
 

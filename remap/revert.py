@@ -36,7 +36,7 @@ from .io.source import Source, StoredTensor
 from .io.torchzip import ZipWriter, member_data
 from .io.writer import OutTensor, write_safetensors
 from .pipeline import load_source
-from .planner import plan
+from .planner import InitEntry, plan
 from .reverse import Reverse, reverse
 from .rules.model import RuleSet
 from .tensors import TensorInfo, itemsize
@@ -55,6 +55,7 @@ class RevertSummary:
     kept: list[str] = field(default_factory=list)  # tensors taken back from --like unchanged
     absent: list[str] = field(default_factory=list)  # dropped by the forward conversion, not restored
     lossy: list[str] = field(default_factory=list)  # rebuilt by a numeric inverse (equivalent, not the same bytes)
+    left: list[str] = field(default_factory=list)  # randomly initialised by the conversion: the original has none
 
 
 def hf_tensors(hf_dir: str | Path, wanted: set[str] | None = None) -> dict[str, StoredTensor]:
@@ -119,7 +120,7 @@ def revert(rules: RuleSet | str | Path, hf_dir: str | Path, out: str | Path, *, 
         raise SourceError("--like must be a checkpoint file", str(like))
     writer = _rewrite_zip if _is_zip(original.path) else _rewrite_safetensors
     atomic_file(out, force, partial(writer, original, reversed_, hf))
-    return RevertSummary(out, summary.rebuilt, summary.kept, [], lossy)
+    return RevertSummary(out, summary.rebuilt, summary.kept, [], lossy, summary.left)
 
 
 def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor],
@@ -128,7 +129,7 @@ def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor]
     env = ruleset.environment(original.config, {k: tuple(v.shape) for k, v in original.infos.items()})
     hf_infos = {k: t.info for k, t in hf.items()}
     result = plan(ruleset, original.infos, env, hf_infos, source_name=original.name, target_name=hf_name)
-    problems = [p for p in result.problems if not _alias_only(p, hf_infos)]
+    problems = [p for p in result.problems if not alias_only(p, hf_infos)]
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise RemapError(f"{hf_name} is not a conversion of a checkpoint like {original.name}: "
@@ -140,7 +141,29 @@ def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor]
         raise RemapError(f"cannot run this conversion backwards: {exc}", hf_name) from None
     kept = sorted(d.source for d in result.drops)
     lossy = sorted(k for k, r in steps.items() if not r.exact)
-    return steps, RevertSummary(Path(), len(steps), kept, [], lossy), result.entries
+    left = check_inits(result.inits, hf, hf_name)
+    return steps, RevertSummary(Path(), len(steps), kept, [], lossy, left), result.entries
+
+
+def check_inits(inits: Sequence[InitEntry], hf: Mapping[str, StoredTensor], hf_name: str) -> list[str]:
+    """Refuse a folder in which a tensor the conversion initialised (an identity projection the original
+    model does not have) was changed: the original cannot express the change. Random fills are only ever
+    training-time parameters; they are returned, to be named as left behind."""
+    from .io.fills import init_tensor
+
+    left = []
+    for init in inits:
+        tensor = hf[init.target]
+        if init.init.fill == "uniform":
+            left.append(init.target)
+            continue
+        made = init_tensor(init.target, tensor.info, init.init.fill)
+        if made.tobytes() != tensor.read().tobytes():
+            raise RemapError(f"'{init.target}' is no longer the {init.init.fill} fill the conversion wrote "
+                             f"({init.init.loc}); the original model has no such tensor, so this change cannot be "
+                             "carried back", hf_name)
+    return sorted(left)
+
 
 
 def unchanged(entries: Sequence[Entry], lossy: Sequence[str], original: Mapping[str, StoredTensor],
@@ -165,7 +188,7 @@ def _same(entry: Entry, original: Mapping[str, StoredTensor], hf: Mapping[str, S
     return bytes(memoryview(made).cast("B")) == hf[entry.target].read().tobytes()
 
 
-def _alias_only(problem: Diagnostic, hf: Mapping[str, TensorInfo]) -> bool:
+def alias_only(problem: Diagnostic, hf: Mapping[str, TensorInfo]) -> bool:
     """A target key HF_DIR also holds under its alias is not really missing."""
     return "is not produced by any rule" in problem.message and any(
         problem.key.endswith("." + a) and (problem.key[: -len(a)] + b) in hf

@@ -22,41 +22,60 @@ from .io.torchzip import ZipWriter
 from .io.writer import OutTensor, write_safetensors
 from .planner import plan
 from .reverse import Reverse, reverse
-from .revert import RevertSummary, atomic_file, hf_config, hf_folder
+from .revert import RevertSummary, alias_only, atomic_file, check_inits, hf_config, hf_folder
 from .rules.model import Layout, Namespace, ReverseSpec, RuleSet
 from .rules.reversibility import reasons
 from .synth import synthesize
+from .tensors import TensorInfo
 
 
 def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, force: bool) -> RevertSummary:
-    spec = ruleset.reverse
-    if spec is None:
+    spec = _spec(ruleset)
+    hf = hf_folder(ruleset, hf_dir)
+    hf_infos = {k: t.info for k, t in hf.items()}
+    entries = _entries(spec, hf_dir, hf_infos)
+    layout = _layout(ruleset, spec)
+    listing = synthesize(ruleset, hf_infos, ruleset.environment(_config(layout, entries)))
+    env = ruleset.environment(_config(layout, entries), {k: tuple(i.shape) for k, i in listing.items()})
+    result = plan(ruleset, listing, env, hf_infos, source_name="the rules read backwards", target_name=str(hf_dir))
+    problems = [p for p in result.problems if not alias_only(p, hf_infos)]
+    if problems:
+        first, more = problems[0], len(problems) - 1
+        raise RemapError(f"reading the rules backwards did not give back {hf_dir}: {first.where}: {first.message}"
+                         f"{f' (and {more} more problems)' if more else ''}; pass --like a checkpoint of the same "
+                         "architecture")
+    left = check_inits(result.inits, hf, str(hf_dir))
+    steps = {r.source: r for r in reverse(result.entries, listing)}
+    write = _write_safetensors if spec.format == "safetensors" else _write_torch
+    atomic_file(out, force, partial(write, layout=layout, entries=entries, steps=steps, hf=hf, name=out.stem))
+    dropped = sorted({f"{r.label} ({r.reason or 'dropped'})" for r in ruleset.rules if r.target is None})
+    return RevertSummary(out, len(steps), [], dropped, sorted(k for k, r in steps.items() if not r.exact), left)
+
+
+def _spec(ruleset: RuleSet) -> ReverseSpec:
+    """The rule file's reverse section, if nothing in the rules needs --like."""
+    if ruleset.reverse is None:
         raise RemapError("this rule file has no 'reverse' section, so the original config is unknown; pass --like "
                          "a checkpoint of the same architecture (its config and dropped tensors are kept)",
                          ruleset.path)
     blocking = [r for r in reasons(ruleset) if not r.lossy and not r.needs_like]
     if blocking:
         raise RemapError(f"cannot revert without --like: {blocking[0]} ({blocking[0].loc})", ruleset.path)
-    hf = hf_folder(ruleset, hf_dir)
-    shapes = {k: tuple(t.info.shape) for k, t in hf.items()}
-    entries = {path: _plain(value.value({"config": hf_config(hf_dir), "tensors": shapes}))
-               for path, value in spec.entries}
-    layout = _layout(ruleset, spec)
-    env = ruleset.environment(_config(layout, entries))
-    listing = synthesize(ruleset, {k: t.info for k, t in hf.items()}, env)
-    env = ruleset.environment(_config(layout, entries), {k: tuple(i.shape) for k, i in listing.items()})
-    result = plan(ruleset, listing, env, {k: t.info for k, t in hf.items()}, source_name="the rules read backwards",
-                  target_name=str(hf_dir))
-    if result.problems:
-        first, more = result.problems[0], len(result.problems) - 1
-        raise RemapError(f"reading the rules backwards did not give back {hf_dir}: {first.where}: {first.message}"
-                         f"{f' (and {more} more problems)' if more else ''}; pass --like a checkpoint of the same "
-                         "architecture")
-    steps = {r.source: r for r in reverse(result.entries, listing)}
-    write = _write_safetensors if spec.format == "safetensors" else _write_torch
-    atomic_file(out, force, partial(write, layout=layout, entries=entries, steps=steps, hf=hf, name=out.stem))
-    dropped = sorted({f"{r.label} ({r.reason or 'dropped'})" for r in ruleset.rules if r.target is None})
-    return RevertSummary(out, len(steps), [], dropped, sorted(k for k, r in steps.items() if not r.exact))
+    return ruleset.reverse
+
+
+def _entries(spec: ReverseSpec, hf_dir: str | Path, hf: Mapping[str, TensorInfo]) -> dict[str, Any]:
+    """The checkpoint's non-tensor entries, computed from HF_DIR's config.json and its tensors' shapes."""
+    names = {"config": hf_config(hf_dir), "tensors": {k: tuple(i.shape) for k, i in hf.items()}}
+    entries = {}
+    for path, value in spec.entries:
+        try:
+            entries[path] = _plain(value.value(names))
+        except RemapError as exc:
+            raise RemapError(f"cannot compute the original's '{path}' from this config.json ({exc.message}, at "
+                             f"{exc.where}); is it the config of a model this rule file converts?",
+                             str(Path(hf_dir) / "config.json")) from None
+    return entries
 
 
 def _layout(ruleset: RuleSet, spec: ReverseSpec) -> Layout:

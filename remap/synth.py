@@ -28,16 +28,40 @@ _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
 def synthesize(ruleset: RuleSet, hf: Mapping[str, TensorInfo], env: Mapping[str, Any]) -> dict[str, TensorInfo]:
     """Every source key (with shape and dtype) that the rules would turn into HF_DIR's keys."""
     listing: dict[str, TensorInfo] = {}
+    hf = {key: info for key, info in hf.items() if not _initialised(ruleset, key, env)}
     for rule in ruleset.rules:
         if rule.target is None:
             continue
         for captures, members in _instances(rule, hf).items():
             for key, info in _sources(rule, dict(captures), members, env).items():
+                if not _fires(rule, key, info, env):
+                    continue
                 if key in listing and listing[key] != info:
                     raise RemapError(f"rule '{rule.label}' ({rule.loc}) and another rule disagree about source key "
                                      f"'{key}'; this rule file cannot be reversed without --like")
                 listing[key] = info
     return listing
+
+
+def _initialised(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> bool:
+    """Whether an ``init`` entry makes this target key (so no source tensor did)."""
+    for init in ruleset.inits:
+        captures = init.pattern.match(key)
+        if captures is not None and (init.when is None or init.when.evaluate({**env, **init.pattern.typed(captures)})):
+            return True
+    return False
+
+
+def _fires(rule: Rule, key: str, info: TensorInfo, env: Mapping[str, Any]) -> bool:
+    """Whether the rule's ``when`` holds for a source key it would be given (the forward plan checks again)."""
+    if rule.when is None:
+        return True
+    for pattern in rule.patterns:
+        captures = pattern.match(key)
+        if captures is not None:
+            names = {**env, "shape": tuple(info.shape), "dtype": info.dtype, **pattern.typed(captures)}
+            return bool(rule.when.evaluate(names))
+    return True
 
 
 def _template_regex(rule: Rule, template: Template) -> re.Pattern[str]:

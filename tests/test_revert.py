@@ -237,6 +237,86 @@ def test_a_folder_of_another_architecture_is_refused_in_one_line(cli, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "other.ckpt"]
 
 
+def test_without_like_the_distiller_comes_back_from_the_reverse_section_and_loads_in_s3prl(cli, tmp_path: Path) -> None:
+    """Config.distiller from the transformers config; no heads (they were dropped), so none are asked for;
+    s3prl's own upstream loader reads the file, and its hidden states match the changed model's."""
+    from remap import load_rules
+    from remap.verify import verify
+    from tests.reference import load_reference
+
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "hf").code == 0
+    perturbed_copy(tmp_path / "hf", tmp_path / "tuned")
+    result = cli("revert", RULES, tmp_path / "tuned", "-o", tmp_path / "back.ckpt")
+    assert result.code == 0, result.err
+    assert "absent (dropped by the conversion; pass --like to keep them): output_layer.**" in result.out
+    assert "left behind (initialised by the conversion, not in the original model): masked_spec_embed" in result.out
+    model = load_reference(tmp_path / "back.ckpt")  # DistillerModel(Config.distiller), load_state_dict strict
+    assert model.output_layer is None
+    report = verify(load_rules(RULES), tmp_path / "back.ckpt", tmp_path / "tuned", tolerance=1e-5)
+    assert report.ok and set(report.diffs) >= {"layer1", "layer2"}, report.diffs
+    like = load_reference(EXAMPLE)
+    assert model.conv_layers == like.conv_layers  # s3prl's own reading of extractor_conv_feature_layers
+    for name in ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads", "conv_pos",
+                 "conv_pos_groups", "extractor_mode", "layer_norm_first", "activation_fn"):
+        assert getattr(model.config, name) == getattr(like.config, name), name
+
+
+def test_the_reverted_distiller_runs_in_s3prls_upstream_expert(cli, tmp_path: Path) -> None:
+    from s3prl.upstream.distiller.expert import UpstreamExpert
+
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "hf").code == 0
+    assert cli("revert", RULES, tmp_path / "hf", "-o", tmp_path / "back.ckpt").code == 0
+    expert = UpstreamExpert(str(tmp_path / "back.ckpt")).eval()
+    with torch.no_grad():
+        states = expert([torch.randn(4000, generator=torch.Generator().manual_seed(0))])
+    assert len(states["hidden_states"]) >= 3 and states["last_hidden_state"] is not None
+
+
+@pytest.mark.parametrize("vocab", ["multilingual", "english"])
+def test_without_like_whisper_comes_back_as_openai_whisper_loads_it(vocab: str, cli, tmp_path: Path) -> None:
+    """{"dims", "model_state_dict"} from the transformers config; whisper.load_model reads it (strictly), and the
+    reverted unchanged folder gives back the original's tensors and dims exactly."""
+    import whisper
+
+    from remap import load_rules
+    from remap.verify import verify
+
+    _whisper(tmp_path / "w.pt", vocab)
+    assert cli("apply", "whisper", tmp_path / "w.pt", "-o", tmp_path / "hf").code == 0
+    assert cli("revert", "whisper", tmp_path / "hf", "-o", tmp_path / "same.pt").code == 0
+    original, same = torch.load(tmp_path / "w.pt"), torch.load(tmp_path / "same.pt", weights_only=True)
+    assert same["dims"] == original["dims"] and same.keys() == original.keys()
+    assert same["model_state_dict"].keys() == original["model_state_dict"].keys()
+    assert all(torch.equal(v, original["model_state_dict"][k]) for k, v in same["model_state_dict"].items())
+
+    perturbed_copy(tmp_path / "hf", tmp_path / "tuned")
+    result = cli("revert", "whisper", tmp_path / "tuned", "-o", tmp_path / "back.pt")
+    assert result.code == 0, result.err
+    assert "absent" not in result.out and "left behind" not in result.out
+    model = whisper.load_model(tmp_path / "back.pt", device="cpu")
+    assert model.dims.n_vocab == original["dims"]["n_vocab"]
+    report = verify(load_rules("whisper"), tmp_path / "back.pt", tmp_path / "tuned", tolerance=1e-5)
+    assert report.ok, report.diffs
+
+
+def test_a_changed_tensor_the_conversion_initialised_cannot_go_back(cli, tmp_path: Path) -> None:
+    """Without post_extract_proj the conversion writes an identity projection; a changed one has no home in s3prl."""
+    from tests.reference import build_distiller, save_s3prl_checkpoint
+
+    config = {**TINY, "encoder_embed_dim": 24}
+    save_s3prl_checkpoint(build_distiller(config), config, tmp_path / "d.ckpt")
+    assert cli("apply", RULES, tmp_path / "d.ckpt", "-o", tmp_path / "hf").code == 0
+    assert cli("revert", RULES, tmp_path / "hf", "-o", tmp_path / "same.ckpt").code == 0
+    assert cli("revert", RULES, tmp_path / "hf", "-o", tmp_path / "like.ckpt", "--like", tmp_path / "d.ckpt").code == 0
+    perturbed_copy(tmp_path / "hf", tmp_path / "tuned")
+    for like in ([], ["--like", tmp_path / "d.ckpt"]):
+        result = cli("revert", RULES, tmp_path / "tuned", "-o", tmp_path / "back.ckpt", *like)
+        assert result.code == 1 and result.err.count("\n") == 1, result.err
+        assert "'feature_projection.projection.bias' is no longer the zeros fill the conversion wrote" in result.err
+        assert "the original model has no such tensor, so this change cannot be carried back" in result.err
+        assert not (tmp_path / "back.ckpt").exists()
+
+
 def test_without_like_and_without_a_reverse_section_says_what_is_missing(cli, tmp_path: Path) -> None:
     from tests.test_family_hubert import BASE, build_s3prl, save
 
@@ -284,3 +364,16 @@ def test_a_tied_weight_save_pretrained_left_out_is_read_from_its_source(tmp_path
     tensors = hf_folder(load_rules("whisper"), tmp_path / "tuned")
     assert "proj_out.weight" not in {k for k, _ in read_checkpoint(tmp_path / "tuned").walk()}
     assert tensors["proj_out.weight"] is tensors["model.decoder.embed_tokens.weight"]
+
+
+def test_a_config_the_reverse_section_cannot_read_is_refused_in_one_line(cli, tmp_path: Path) -> None:
+    """quick_gelu is a transformers activation s3prl does not have: no guess, one line, nothing written."""
+    assert cli("apply", RULES, EXAMPLE, "-o", tmp_path / "hf").code == 0
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config, "hidden_act": "quick_gelu"}))
+    result = cli("revert", RULES, tmp_path / "hf", "-o", tmp_path / "back.ckpt")
+    assert result.code == 1 and result.err.count("\n") == 1, result.err
+    assert result.err.startswith(f"error: {tmp_path / 'hf' / 'config.json'}: cannot compute the original's "
+                                 "'Config.distiller' from this config.json (")
+    assert "KeyError: 'quick_gelu'" in result.err
+    assert not (tmp_path / "back.ckpt").exists()
