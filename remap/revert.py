@@ -109,7 +109,7 @@ def revert(rules: RuleSet | str | Path, hf_dir: str | Path, out: str | Path, *, 
     if like is None:
         from .revert_new import revert_without_like
 
-        return revert_without_like(ruleset, hf_dir, out, force=force)
+        return revert_without_like(ruleset, hf_dir, out, force=force, source_config=source_config)
     hf = hf_folder(ruleset, hf_dir)
     original = load_source(ruleset, like, source_config)
     reversed_, summary, entries = plan_back(ruleset, original, hf, str(hf_dir))

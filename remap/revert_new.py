@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RemapError
+from .io.configfile import read_config_file
 from .io.execute import produce
 from .io.picklewrite import TensorRef, dumps
 from .io.source import Record, StoredTensor
@@ -29,14 +30,17 @@ from .synth import synthesize
 from .tensors import TensorInfo
 
 
-def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, force: bool) -> RevertSummary:
+def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, force: bool,
+                        source_config: str | Path | None = None) -> RevertSummary:
+    """``source_config`` is the original's config where its files keep none (a codec's --source-config)."""
     spec = _spec(ruleset)
     hf = hf_folder(ruleset, hf_dir)
     hf_infos = {k: t.info for k, t in hf.items()}
     entries = _entries(spec, hf_dir, hf_infos)
     layout = _layout(ruleset, spec)
-    listing = synthesize(ruleset, hf_infos, ruleset.environment(_config(layout, entries)))
-    env = ruleset.environment(_config(layout, entries), {k: tuple(i.shape) for k, i in listing.items()})
+    config = {**_config(layout, entries), **(read_config_file(source_config) if source_config else {})}
+    listing = synthesize(ruleset, hf_infos, ruleset.environment(config))
+    env = ruleset.environment(config, {k: tuple(i.shape) for k, i in listing.items()})
     result = plan(ruleset, listing, env, hf_infos, source_name="the rules read backwards", target_name=str(hf_dir))
     problems = [p for p in result.problems if not alias_only(p, hf_infos)]
     if problems:

@@ -20,27 +20,57 @@ from .errors import RemapError
 from .recipes import Step, combine_shape, step_shape
 from .rules.model import Rule, RuleSet
 from .rules.patterns import Placeholder, Template
+from .rules.reversibility import pinned
 from .tensors import TensorInfo
 
 _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
 
 
 def synthesize(ruleset: RuleSet, hf: Mapping[str, TensorInfo], env: Mapping[str, Any]) -> dict[str, TensorInfo]:
-    """Every source key (with shape and dtype) that the rules would turn into HF_DIR's keys."""
+    """Every source key (with shape and dtype) that the rules would turn into HF_DIR's keys.
+
+    Two rules that would make the same target from differently named sources leave the original's
+    names unknown: that is refused, naming both rules (their ``when`` conditions must tell them apart).
+    """
     listing: dict[str, TensorInfo] = {}
     hf = {key: info for key, info in hf.items() if not _initialised(ruleset, key, env)}
+    claimed: dict[str, tuple[Rule, frozenset[str]]] = {}
     for rule in ruleset.rules:
         if rule.target is None:
             continue
-        for captures, members in _instances(rule, hf).items():
-            for key, info in _sources(rule, dict(captures), members, env).items():
-                if not _fires(rule, key, info, env):
-                    continue
+        for found, members in _instances(rule, hf).items():
+            captures = _pin(rule, dict(found), env)
+            sources = {key: info for key, info in _sources(rule, captures, members, env).items()
+                       if _fires(rule, key, info, env)}
+            if not sources:
+                continue
+            _claim(claimed, rule, {member[0] for member in members.values()}, frozenset(sources))
+            for key, info in sources.items():
                 if key in listing and listing[key] != info:
                     raise RemapError(f"rule '{rule.label}' ({rule.loc}) and another rule disagree about source key "
                                      f"'{key}'; this rule file cannot be reversed without --like")
                 listing[key] = info
     return listing
+
+
+def _pin(rule: Rule, captures: dict[str, str], env: Mapping[str, Any]) -> dict[str, str]:
+    """Captures the targets do not keep, taken from the condition that pins them (``b == n_enc + 2``)."""
+    for name in rule.pattern.captures:
+        pin = pinned(rule.when, name) if name not in captures else None
+        if pin is not None:
+            captures[name] = str(pin.evaluate({**env, **rule.pattern.typed(captures)}))
+    return captures
+
+
+def _claim(claimed: dict[str, tuple[Rule, frozenset[str]]], rule: Rule, made: set[str],
+           sources: frozenset[str]) -> None:
+    for target in sorted(made):
+        other = claimed.setdefault(target, (rule, sources))
+        if other[1] != sources:
+            raise RemapError(f"'{target}' could come from {sorted(other[1])[0]} (rule '{other[0].label}', "
+                             f"{other[0].loc}) or from {sorted(sources)[0]} (rule '{rule.label}', {rule.loc}); the "
+                             "rules read backwards cannot tell which names the original had; pass --like a "
+                             "checkpoint of the same architecture")
 
 
 def _initialised(ruleset: RuleSet, key: str, env: Mapping[str, Any]) -> bool:

@@ -9,9 +9,11 @@ weight-norm fold), and blocking otherwise. Drops are blocking only without
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 from ..errors import Loc
+from .expr import Expr
 from .model import Rule, RuleSet
 from .patterns import Template
 
@@ -75,7 +77,8 @@ def _many_to_one(rule: Rule) -> str:
         return "is many-to-one: its pattern has parts the target does not keep"
     grouped = {rule.structure.over} if rule.structure.over else set()
     for output in rule.targets:
-        if any(name not in grouped and not _recoverable(name, output.template) for name in rule.pattern.captures):
+        if any(name not in grouped and not _recoverable(name, output.template) and pinned(rule.when, name) is None
+               for name in rule.pattern.captures):
             return "is many-to-one: its pattern has parts the target does not keep"
     return ""
 
@@ -91,3 +94,20 @@ def _recoverable(name: str, template: Template) -> bool:
         if divmod_part is not None and divmod_part[0] == name:
             parts[divmod_part[1]].add(divmod_part[2])
     return bool(parts["//"] & parts["%"])
+
+
+def pinned(when: Expr | None, name: str) -> Expr | None:
+    """The expression a condition pins capture ``name`` to, as in ``b == n_enc + 2`` (alone, or one part of
+    an ``and``), or None. A capture the target does not keep is then recovered from the config."""
+    if when is None:
+        return None
+    body = when.tree.body
+    parts = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
+    for part in parts:
+        if not (isinstance(part, ast.Compare) and len(part.ops) == 1 and isinstance(part.ops[0], ast.Eq)):
+            continue
+        for mine, other in ((part.left, part.comparators[0]), (part.comparators[0], part.left)):
+            uses = {n.id for n in ast.walk(other) if isinstance(n, ast.Name)}
+            if isinstance(mine, ast.Name) and mine.id == name and name not in uses:
+                return Expr(ast.unparse(other), when.loc, frozenset(uses), ast.Expression(body=other))
+    return None
