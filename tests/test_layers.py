@@ -57,7 +57,7 @@ RULES_ALLOWED: dict[str, set[str]] = {
     "yamlnode": set(), "patterns": set(), "expr": set(), "dispatch": {"patterns"}, "schema": {"yamlnode"},
     "ops": {"expr"}, "model": {"dispatch", "expr", "patterns", "ops"},
     "compile_target": {"yamlnode", "schema", "expr", "model"},
-    "reversibility": {"model", "patterns"},
+    "reversibility": {"model", "patterns", "expr"},
     "compile_rule": {"yamlnode", "schema", "patterns", "expr", "ops", "model"},
     "compiler": {"yamlnode", "schema", "patterns", "expr", "model", "compile_rule", "compile_target"},
     "__init__": {"compiler", "model"},
