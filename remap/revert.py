@@ -34,7 +34,7 @@ from .io.execute import produce
 from .io.readers import read_checkpoint
 from .io.source import Source, StoredTensor
 from .io.torchzip import ZipWriter, member_data
-from .io.writer import OutTensor, write_safetensors
+from .io.writer import OutTensor, open_empty, write_safetensors
 from .pipeline import load_source
 from .planner import InitEntry, plan
 from .reverse import Reverse, reverse
@@ -165,7 +165,6 @@ def check_inits(inits: Sequence[InitEntry], hf: Mapping[str, StoredTensor], hf_n
     return sorted(left)
 
 
-
 def unchanged(entries: Sequence[Entry], lossy: Sequence[str], original: Mapping[str, StoredTensor],
               hf: Mapping[str, StoredTensor]) -> set[str]:
     """Sources only a numeric inverse could rebuild whose targets HF_DIR holds exactly as ORIGINAL converts.
@@ -207,7 +206,7 @@ def _rewrite_zip(original: Source, steps: Mapping[str, Reverse], hf: Mapping[str
     for key, tensor in original.tensors.items():
         if key in steps:
             by_start.setdefault(tensor.storage.start, []).append((key, tensor))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_empty(tmp)
     try:
         archive = ZipWriter(fd)
         for name, span in member_data(original.path):

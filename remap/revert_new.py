@@ -20,7 +20,7 @@ from .io.execute import produce
 from .io.picklewrite import TensorRef, dumps
 from .io.source import Record, StoredTensor
 from .io.torchzip import ZipWriter
-from .io.writer import OutTensor, write_safetensors
+from .io.writer import OutTensor, open_empty, write_safetensors
 from .planner import plan
 from .reverse import Reverse, reverse
 from .revert import RevertSummary, alias_only, atomic_file, check_inits, hf_config, hf_folder
@@ -145,7 +145,7 @@ def _write_torch(tmp: Path, *, layout: Layout, entries: Mapping[str, Any], steps
     """torch.save's zip layout under the archive folder ``name`` (torch.save uses the file's stem)."""
     keys = sorted(steps)
     state = {key: TensorRef(str(i), steps[key].info.dtype, tuple(steps[key].info.shape)) for i, key in enumerate(keys)}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_empty(tmp)
     try:
         archive = ZipWriter(fd)
         archive.add(f"{name}/data.pkl", dumps(_tree(layout, entries, state)))

@@ -89,3 +89,13 @@ def test_any_shard_size_round_trips_through_the_index(tmp_path_factory, specs, m
     assert set(tree) == set(tensors)
     for key, tensor in tensors.items():
         assert tree[key].read().tobytes() == bits(tensor)
+
+
+def test_a_file_already_there_is_replaced_whole_with_no_stale_tail(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"\xff" * 100_000)  # longer than what is written over it
+    tensor = torch.arange(6, dtype=torch.float32)
+    written = write_safetensors(path, [out("t", tensor)], {})
+    assert path.stat().st_size == written
+    back, _ = read_back(path)
+    assert torch.equal(back["t"], tensor)

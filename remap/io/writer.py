@@ -70,10 +70,22 @@ def safetensors_header(tensors: Iterable[OutTensor], metadata: Mapping[str, str]
     return struct.pack("<Q", len(raw)) + raw
 
 
+def open_empty(path: Path) -> int:
+    """Open ``path`` for writing, empty. Writers get new files (a staging folder's, a mkstemp name).
+
+    Not ``O_TRUNC``: truncating a file that is already empty still marks it on
+    ext4 (auto_da_alloc) to be flushed to disk when closed, a second per GB.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    if os.fstat(fd).st_size:
+        os.ftruncate(fd, 0)
+    return fd
+
+
 def write_safetensors(path: Path, tensors: list[OutTensor], metadata: Mapping[str, str],
                       on_tensor: Callable[[int], None] | None = None) -> int:
     """Stream ``tensors`` into ``path``; return the bytes written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_empty(path)
     try:
         header = safetensors_header(tensors, metadata)
         _write_all(fd, header)
