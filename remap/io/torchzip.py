@@ -26,7 +26,7 @@ from ..errors import OutputError
 from .writer import FileSpan, Parts, copy_span
 
 ALIGN: Final = 64
-CHUNK: Final = 8 * 1024 * 1024
+CHUNK: Final = 256 * 1024  # the CRC thread's buffer: small enough to stay in cache between read and checksum
 ZIP64_LIMIT: Final = 0xFFFFFFFF
 DOS_DATE: Final = 0x21  # 1980-01-01, a fixed date: the same input gives the same file
 PADDING_ID: Final = 0x4246  # the extra-field id torch.save pads with ("FB")
