@@ -2,11 +2,12 @@
 
     python benchmarks/bench_revert.py [--workdir DIR] [--repeat 3] [--skip-large]
 
-Builds a DistilHuBERT at published size and a distiller 24 layers deep and 1024 wide (1.29 GB), both
-with s3prl's own model as benchmarks/bench_io.py does (in a child process, so this one stays small),
-and converts each once with `remap apply` (set-up, not timed; the folders are bench_diff.py's, so a
-shared workdir reuses them). Then it times, as child processes (wall clock, CPU time, and peak RSS from
-wait4; `measure` from bench_io.py), for each size:
+Builds a DistilHuBERT at published size and a distiller 24 layers deep and 1024 wide (1.29 GB
+checkpoint, 1.26 GB of safetensors once converted), both with s3prl's own model as
+benchmarks/bench_io.py does (in a child process, so this one stays small), and converts each once with
+`remap apply` (set-up, not timed; the folders are bench_diff.py's, so a shared workdir reuses them).
+Then it times, as child processes (wall clock, CPU time, and peak RSS from wait4; `measure` from
+bench_io.py), for each size:
 
 - `cp` of the folder's model.safetensors to a new file: the floor for reading and writing every byte;
 - `remap revert distilhubert HF_DIR -o OUT --like CKPT`: the original zip rewritten, tensors replaced;
@@ -14,11 +15,11 @@ wait4; `measure` from bench_io.py), for each size:
 
 Every figure is the median of --repeat runs, with a warm page cache, and warm: one untimed run of each
 revert first fills the target-shape cache and the bytecode cache. Runs are interleaved (cp, revert
---like, revert, again) and each starts after a sync, so none pays for writing back another's bytes. The machine is shared and noisy, so
-the targets are ratios of jobs measured here, in this run: a busy machine slows both sides. Marginal
-time per byte (large minus small, which leaves out start-up and planning) is compared to cp's over the
-same bytes. Targets (the issue): <= 1.5x cp's marginal time per byte; peak RSS growth small -> large
-<= 64 MiB.
+--like, revert, again) and each starts after a sync, so none pays for writing back another's bytes. The
+machine is shared and noisy, so the targets are ratios of jobs measured here, in this run: a busy
+machine slows both sides. Marginal time per byte (large minus small, which leaves out start-up and
+planning) is compared to cp's over the same bytes. Targets (the issue): <= 1.5x cp's marginal time per
+byte; peak RSS growth small -> large <= 64 MiB.
 """
 
 from __future__ import annotations
