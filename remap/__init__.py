@@ -5,8 +5,8 @@ planning and never imports it (``tests/test_layers.py`` checks this):
 
     cli.py          the ``remap`` command: argument parsing and printing, nothing else
     pipeline.py     prepare() = read + plan + check; write(); convert() = both, atomically
-    revert.py       revert(): a transformers folder back into the original checkpoint (revert_new.py
-                    without --like, from the rules read backwards: synth.py)
+    revert/         revert(): a transformers folder back into the original checkpoint (the reverse stage:
+                    the folder read, the rules read backwards, planning backwards, the original format)
     compare.py      compare(): weight by weight, a conversion against its source, or two checkpoints
     provenance.py   remap-provenance.json: what each output tensor was made from
     tokenizers.py   the tokenizer a rule file declares, written with transformers' classes
@@ -17,7 +17,6 @@ planning and never imports it (``tests/test_layers.py`` checks this):
     planner.py      plan(): a pure function of keys, shapes and config -> Plan with diagnostics;
       resolve.py      which rule applies to one key
       expand.py       fired rules -> output Entries, each with the Recipe that makes it
-      reverse.py      a plan run backwards: the recipe that rebuilds each source tensor
     target.py       the transformers class on the meta device (config.json, keys, shapes), cached
     io/             checkpoints in (readers, source), safetensors folders out (execute, writer, shards, outdir)
     rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, ops, model, dispatch)

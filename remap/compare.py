@@ -36,10 +36,10 @@ from .errors import RemapError, SourceError
 from .expand import problem
 from .io.execute import produce
 from .io.fills import init_tensor
+from .io.load import load_source
 from .io.readers import read_checkpoint
 from .io.source import Checkpoint, Source, StoredTensor
 from .io.writer import FileSpan, Parts
-from .pipeline import load_source
 from .planner import Plan, plan
 from .tensors import TensorInfo, itemsize
 
@@ -178,7 +178,7 @@ def _checkpoints(a: str | Path, b: str | Path, tolerance: float) -> Report:
 def _conversion(rules: str | Path, source_path: str | Path, hf_dir: str | Path, tolerance: float,
                 source_config: str | Path | None) -> Report:
     ruleset = catalog.load(rules)
-    source = load_source(ruleset, source_path, source_config)
+    source = load_source(ruleset.source, source_path, source_config)
     env = ruleset.environment(source.config, {key: tuple(info.shape) for key, info in source.infos.items()})
     found = tensor_leaves(read_checkpoint(hf_dir))
     names = {"source_name": str(source_path), "target_name": str(hf_dir)}

@@ -20,14 +20,13 @@ from . import catalog, provenance
 from .diagnostics import Diagnostic
 from .errors import PlanError
 from .expand import problem
-from .io.configfile import read_config_file
 from .io.execute import first_difference, produce
 from .io.fills import init_tensor
 from .io.hub import fetch_default
+from .io.load import load_source
 from .io.outdir import Output, hold
-from .io.readers import read_checkpoint
 from .io.shards import write_weights
-from .io.source import Source, select_source
+from .io.source import Source
 from .io.writer import OutTensor, nbytes
 from .planner import Plan, plan
 from .provenance import Digests, used_sources
@@ -65,7 +64,7 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
     checkpoints released without one). The plan may carry problems; `write()` refuses a plan that has any.
     """
     ruleset = catalog.load(rules)
-    source = load_source(ruleset, source_path, source_config)
+    source = load_source(ruleset.source, source_path, source_config)
     env = ruleset.environment(source.config, {key: tuple(info.shape) for key, info in source.infos.items()})
     target_config = ruleset.target_config(env)
     target = None
@@ -76,14 +75,6 @@ def prepare(rules: RuleSet | str | Path, source_path: str | Path, *, with_target
     result = plan(ruleset, source.infos, env, target.tensors if target else None,
                   source_name=str(source_path), target_name=target.name if target else "target")
     return Prepared(ruleset, source, env, target_config, target, _check_copies(result, source))
-
-
-def load_source(ruleset: RuleSet, source_path: str | Path, source_config: str | Path | None = None) -> Source:
-    """The checkpoint's state dict and config, as the rule file's layout selects them, with the overlay."""
-    source = select_source(read_checkpoint(source_path), ruleset.source)
-    if source_config is None:
-        return source
-    return replace(source, config={**source.config, **read_config_file(source_config)})
 
 
 def _check_copies(result: Plan, source: Source) -> Plan:

@@ -2,7 +2,7 @@
 
 Every op is checked against the torch operation it stands for (torch.split, torch.cat, Tensor.permute,
 torch._weight_norm...), never against remap's own output. Round trips run the forward plan, write it,
-then run the plan backwards (remap.reverse) on the written file and compare bytes with the source.
+then run the plan backwards (remap.revert.plan) on the written file and compare bytes with the source.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from remap.io.execute import produce
 from remap.io.readers import read_checkpoint
 from remap.io.writer import FileSpan, Parts, write_safetensors
 from remap.pipeline import output_tensors
-from remap.reverse import reverse
+from remap.revert.plan import reverse
 
 HEAD = """\
 remap: 1

@@ -395,7 +395,7 @@ def test_a_folder_of_another_model_class_is_refused_in_one_line(cli, tmp_path: P
 def test_a_tied_weight_save_pretrained_left_out_is_read_from_its_source(tmp_path: Path) -> None:
     """Whisper's proj_out.weight is the decoder's token embedding; save_pretrained writes it once."""
     from remap import load_rules
-    from remap.revert import hf_folder
+    from remap.revert.folder import hf_folder
     from tests.codec_fixtures import apply
 
     _whisper(tmp_path / "w.pt", "english")

@@ -1,4 +1,4 @@
-"""Reading a rule file backwards (remap.synth): the source keys a transformers folder was made from."""
+"""Reading a rule file backwards (remap.revert.rules_backwards): the source keys a transformers folder was made from."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 
 from remap import compile_text
 from remap.errors import RemapError
+from remap.revert.rules_backwards import synthesize
 from remap.rules.reversibility import reasons
-from remap.synth import synthesize
 from remap.tensors import TensorInfo
 
 HEAD = "remap: 1\nname: t\nsource: {state_dict: '', defaults: {n: 3}}\ntarget: {class: HubertModel}\n"

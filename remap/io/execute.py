@@ -19,6 +19,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
@@ -74,18 +75,31 @@ def _spans(combine: Step, inputs: list[StoredTensor]) -> Parts | None:
 def first_difference(recipe: Recipe, tensors: Mapping[str, StoredTensor]) -> str | None:
     """For a dedup: the first input whose bytes differ from the first input's (after its own steps), or None."""
     values = [_payload(_steps(recipe.input_steps(i), tensors[key])) for i, key in enumerate(recipe.inputs)]
-    first = _bytes(values[0])
-    return next((key for key, v in zip(recipe.inputs[1:], values[1:], strict=True) if _bytes(v) != first), None)
+    first = materialize(values[0])
+    return next((key for key, v in zip(recipe.inputs[1:], values[1:], strict=True) if materialize(v) != first), None)
 
 
-def _bytes(payload: Any) -> bytes:
-    if isinstance(payload, FileSpan):
-        fd = os.open(payload.path, os.O_RDONLY)
-        try:
-            return os.pread(fd, payload.length, payload.start)
-        finally:
-            os.close(fd)
+def materialize(payload: Any) -> bytes:
+    """A payload's bytes in memory (file spans read, a torch tensor's bytes taken as they are)."""
+    if isinstance(payload, (FileSpan, Parts)):
+        spans = payload.spans if isinstance(payload, Parts) else (payload,)
+        return b"".join(_read_span(s.path, s.start, s.length) for s in spans)
+    if type(payload).__module__.startswith("torch"):
+        import torch
+
+        payload = payload.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
     return bytes(memoryview(payload).cast("B"))
+
+
+def _read_span(path: Path, start: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, length, start)
+    finally:
+        os.close(fd)
+    if len(data) != length:
+        raise SourceError("file ended early (changed while converting?)", path.name)
+    return data
 
 
 def _check_identical(recipe: Recipe, tensors: Mapping[str, StoredTensor]) -> None:

@@ -1,33 +1,29 @@
 """``remap revert`` without ``--like``: a new checkpoint from the rule file's ``reverse`` section.
 
 The original config comes from the transformers config through ``reverse.entries``; the source keys
-and shapes from the rules read backwards (remap.synth), checked by planning them forward again: the
+and shapes from the rules read backwards (rules_backwards), checked by planning them forward again: the
 plan must give exactly HF_DIR's keys and shapes, or nothing is written. What the forward conversion
 dropped is then absent from the output, and the summary says which rules dropped it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .errors import RemapError
-from .io.configfile import read_config_file
-from .io.execute import produce
-from .io.picklewrite import TensorRef, dumps
-from .io.source import Record, StoredTensor
-from .io.torchzip import ZipWriter
-from .io.writer import OutTensor, open_empty, write_safetensors
-from .planner import plan
-from .reverse import Reverse, reverse
-from .revert import RevertSummary, alias_only, atomic_file, check_inits, hf_config, hf_folder
-from .rules.model import Layout, Namespace, ReverseSpec, RuleSet
-from .rules.reversibility import reasons
-from .synth import synthesize
-from .tensors import TensorInfo
+from ..errors import RemapError
+from ..io.configfile import read_config_file
+from ..io.source import Record
+from ..planner import plan
+from ..rules.model import Layout, Namespace, ReverseSpec, RuleSet
+from ..rules.reversibility import reasons
+from ..tensors import TensorInfo
+from .folder import alias_only, hf_config, hf_folder
+from .original_format import atomic_file, write_new_safetensors, write_torch
+from .plan import RevertSummary, check_inits, reverse
+from .rules_backwards import synthesize
 
 
 def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, force: bool,
@@ -50,7 +46,7 @@ def revert_without_like(ruleset: RuleSet, hf_dir: str | Path, out: Path, *, forc
                          "architecture")
     left = check_inits(result.inits, hf, str(hf_dir))
     steps = {r.source: r for r in reverse(result.entries, listing)}
-    write = _write_safetensors if spec.format == "safetensors" else _write_torch
+    write = write_new_safetensors if spec.format == "safetensors" else write_torch
     atomic_file(out, force, partial(write, layout=layout, entries=entries, steps=steps, hf=hf, name=out.stem))
     dropped = sorted({f"{r.label} ({r.reason or 'dropped'})" for r in ruleset.rules if r.target is None})
     return RevertSummary(out, len(steps), [], dropped, sorted(k for k, r in steps.items() if not r.exact), left)
@@ -121,52 +117,3 @@ def _at(entries: Mapping[str, Any], path: str) -> Any:
                 node = node.get(part) if isinstance(node, Mapping) else None
             return node
     return None
-
-
-def _tree(layout: Layout, entries: Mapping[str, Any], state: Any) -> Any:
-    """The checkpoint's object graph: the entries at their paths, the state dict at the layout's."""
-    tree: dict[str, Any] = {}
-    for path, value in [*entries.items(), (layout.state_dict, state)]:
-        if not path:
-            if not isinstance(value, dict):
-                raise RemapError("the state dict at the top level cannot share it with other entries")
-            tree.update(value)
-            continue
-        node = tree
-        *parents, last = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return tree
-
-
-def _write_torch(tmp: Path, *, layout: Layout, entries: Mapping[str, Any], steps: Mapping[str, Reverse],
-                 hf: Mapping[str, StoredTensor], name: str) -> None:
-    """torch.save's zip layout under the archive folder ``name`` (torch.save uses the file's stem)."""
-    keys = sorted(steps)
-    state = {key: TensorRef(str(i), steps[key].info.dtype, tuple(steps[key].info.shape)) for i, key in enumerate(keys)}
-    fd = open_empty(tmp)
-    try:
-        archive = ZipWriter(fd)
-        archive.add(f"{name}/data.pkl", dumps(_tree(layout, entries, state)))
-        archive.add(f"{name}/byteorder", b"little")
-        for i, key in enumerate(keys):
-            archive.add(f"{name}/data/{i}", _payload(produce(steps[key].recipe, hf)))
-        archive.add(f"{name}/version", b"3\n")
-        archive.close()
-    finally:
-        os.close(fd)
-
-
-def _payload(payload: Any) -> Any:
-    if type(payload).__module__.startswith("torch"):
-        import torch
-
-        return payload.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-    return payload
-
-
-def _write_safetensors(tmp: Path, *, layout: Layout, entries: Mapping[str, Any], steps: Mapping[str, Reverse],
-                       hf: Mapping[str, StoredTensor], name: str) -> None:
-    tensors = [OutTensor(key, steps[key].info, partial(produce, steps[key].recipe, hf)) for key in sorted(steps)]
-    write_safetensors(tmp, tensors, {"format": "pt"})

@@ -1,4 +1,4 @@
-"""Running a plan backwards: for every source tensor, the recipe that rebuilds it from the targets.
+"""Planning backwards: for every source tensor, the recipe that rebuilds it from the targets.
 
 The forward plan already knows everything with concrete numbers: which source keys
 went into which targets, through which combine and steps, with every shape. So the
@@ -13,17 +13,37 @@ next to its definition here:
     concat / stack / dedup         <-> slice / select / copy of the one target
     fold_weight_norm(g, v)         <-> unfold: g = norm_except(w), v = w      (numeric)
 
-Pure: recipes and shapes only. Each reverse recipe says whether it is exact.
+Each reverse recipe says whether it is exact. `plan_back` plans the forward conversion of an original
+checkpoint against a transformers folder and reads the way back off that plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from .expand import Entry
-from .recipes import Recipe, ShapeError, Step, step_shape
-from .tensors import TensorInfo
+from ..errors import RemapError
+from ..expand import Entry
+from ..io.execute import materialize, produce
+from ..io.source import Source, StoredTensor
+from ..planner import InitEntry, plan
+from ..recipes import Recipe, ShapeError, Step, step_shape
+from ..rules.model import RuleSet
+from ..tensors import TensorInfo
+from .folder import alias_only
+
+
+@dataclass(frozen=True)
+class RevertSummary:
+    """What a reverse conversion wrote (or, from `plan_back`, will write)."""
+
+    out: Path
+    rebuilt: int  # source tensors rebuilt from HF_DIR
+    kept: list[str] = field(default_factory=list)  # tensors taken back from --like unchanged
+    absent: list[str] = field(default_factory=list)  # dropped by the forward conversion, not restored
+    lossy: list[str] = field(default_factory=list)  # rebuilt by a numeric inverse (equivalent, not the same bytes)
+    left: list[str] = field(default_factory=list)  # randomly initialised by the conversion: the original has none
 
 PARTS = ("slice", "select", "norm_except")  # a forward step that takes part of its input (only ever first)
 
@@ -161,6 +181,69 @@ def _many_inputs(entry: Entry, infos: list[TensorInfo], prepped: list[TensorInfo
 
 
 def _combined(recipe: Recipe, prepped: list[TensorInfo]) -> TensorInfo:
-    from .recipes import combine_shape
+    from ..recipes import combine_shape
 
     return TensorInfo(combine_shape(recipe.combine, [tuple(p.shape) for p in prepped]), prepped[0].dtype)
+
+
+def plan_back(ruleset: RuleSet, original: Source, hf: Mapping[str, StoredTensor],
+              hf_name: str) -> tuple[dict[str, Reverse], RevertSummary, Sequence[Entry]]:
+    """Forward-plan ORIGINAL against HF_DIR's keys and shapes, then read the way back off the plan."""
+    env = ruleset.environment(original.config, {k: tuple(v.shape) for k, v in original.infos.items()})
+    hf_infos = {k: t.info for k, t in hf.items()}
+    result = plan(ruleset, original.infos, env, hf_infos, source_name=original.name, target_name=hf_name)
+    problems = [p for p in result.problems if not alias_only(p, hf_infos)]
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise RemapError(f"{hf_name} is not a conversion of a checkpoint like {original.name}: "
+                         f"{problems[0].where}: {problems[0].message}{more}; pass a checkpoint of the same "
+                         "architecture as --like")
+    try:
+        steps = {r.source: r for r in reverse(result.entries, original.infos)}
+    except ValueError as exc:
+        raise RemapError(f"cannot run this conversion backwards: {exc}", hf_name) from None
+    kept = sorted(d.source for d in result.drops)
+    lossy = sorted(k for k, r in steps.items() if not r.exact)
+    left = check_inits(result.inits, hf, hf_name)
+    return steps, RevertSummary(Path(), len(steps), kept, [], lossy, left), result.entries
+
+
+def check_inits(inits: Sequence[InitEntry], hf: Mapping[str, StoredTensor], hf_name: str) -> list[str]:
+    """Refuse a folder in which a tensor the conversion initialised (an identity projection the original
+    model does not have) was changed: the original cannot express the change. Random fills are only ever
+    training-time parameters; they are returned, to be named as left behind."""
+    from ..io.fills import init_tensor
+
+    left = []
+    for init in inits:
+        tensor = hf[init.target]
+        if init.init.fill == "uniform":
+            left.append(init.target)
+            continue
+        made = init_tensor(init.target, tensor.info, init.init.fill)
+        if made.tobytes() != tensor.read().tobytes():
+            raise RemapError(f"'{init.target}' is no longer the {init.init.fill} fill the conversion wrote "
+                             f"({init.init.loc}); the original model has no such tensor, so this change cannot be "
+                             "carried back", hf_name)
+    return sorted(left)
+
+
+def unchanged(entries: Sequence[Entry], lossy: Sequence[str], original: Mapping[str, StoredTensor],
+              hf: Mapping[str, StoredTensor]) -> set[str]:
+    """Sources only a numeric inverse could rebuild whose targets HF_DIR holds exactly as ORIGINAL converts.
+
+    A weight-norm fold loses the split of ``w`` into ``g`` and ``v``; when the folded target is the same
+    bytes ORIGINAL's own ``g`` and ``v`` give, those are kept, so an unchanged tensor round-trips exactly.
+    """
+    wanted = set(lossy)
+    by_source: dict[str, list[Entry]] = {}
+    for entry in entries:
+        if wanted.intersection(entry.recipe.inputs):
+            for key in entry.recipe.inputs:
+                by_source.setdefault(key, []).append(entry)
+    return {key for key in wanted if by_source.get(key) and all(_same(e, original, hf) for e in by_source[key])}
+
+
+def _same(entry: Entry, original: Mapping[str, StoredTensor], hf: Mapping[str, StoredTensor]) -> bool:
+    """Whether HF_DIR's target is byte for byte what the forward recipe makes of ORIGINAL."""
+    return materialize(produce(entry.recipe, original)) == hf[entry.target].read().tobytes()

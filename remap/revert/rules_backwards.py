@@ -6,7 +6,7 @@ the rule's source patterns with those captures gives the source keys. Arithmetic
 solved (``{b - 1}`` gives b; ``{i // 3}`` with ``{i % 3}`` gives i). Shapes come from each op's
 inverse applied to the target's shape.
 
-The listing is a hypothesis: remap.revert_new plans it forward again and insists that the plan gives
+The listing is a hypothesis: `from_rules` plans it forward again and insists that the plan gives
 exactly HF_DIR's keys and shapes, so a wrong inversion is refused, never written. Pure.
 """
 
@@ -16,12 +16,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import RemapError
-from .recipes import Step, combine_shape, step_shape
-from .rules.model import Rule, RuleSet
-from .rules.patterns import Placeholder, Template
-from .rules.reversibility import pinned
-from .tensors import TensorInfo
+from ..errors import RemapError
+from ..recipes import Step, combine_shape, step_shape
+from ..rules.model import Rule, RuleSet
+from ..rules.patterns import Placeholder, Template
+from ..rules.reversibility import pinned
+from ..tensors import TensorInfo
 
 _TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
 
@@ -239,7 +239,7 @@ def _drop(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 
 
 def _count(rule: Rule, names: Mapping[str, Any]) -> int:
-    from .rules.ops import value
+    from ..rules.ops import value
 
     if rule.structure.count is None:
         raise RemapError(f"rule '{rule.label}' ({rule.loc}) deduplicates without 'count', so the number of copies "
