@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download during test
 os.environ["REMAP_CACHE"] = tempfile.mkdtemp(prefix="remap-test-cache-")
 warnings.filterwarnings("ignore", message=".*weight_norm.*is deprecated", category=FutureWarning)
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.golden"]
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules" / "distilhubert.yaml"
