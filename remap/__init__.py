@@ -19,9 +19,9 @@ planning and never imports it (``tests/test_layers.py`` checks this):
       expand.py       fired rules -> output Entries, each with the Recipe that makes it
     target.py       the transformers class on the meta device (config.json, keys, shapes), cached
     io/             checkpoints in (readers, source), safetensors folders out (execute, writer, shards, outdir)
-    rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, ops, model, dispatch)
-    recipes.py      Recipe and Step: one output tensor's program, as plain data with shapes }
-    tensors.py      TensorInfo and dtype facts                                            } leaves
+    rules/          the rule language: YAML -> frozen RuleSet (compiler, patterns, expr, model, dispatch)
+    ops/            tensor ops, one module each (schema, shapes, bytes, inverse, docs); Recipe  } leaves
+    tensors.py      TensorInfo and dtype facts                                            }
     diagnostics.py  the one Diagnostic type; escape()                                     }
     errors.py       RemapError and its kinds; Loc                                         }
 

@@ -3,7 +3,7 @@
 A rename gives one `Entry` per source key. A structural rule groups the keys that
 fired it (listed sources sharing captures, or every value of an ``over`` capture),
 checks the group is complete, and gives one Entry per target, each with the
-`Recipe` (remap.recipes) that makes it and the shape it will have. Pure: no
+`Recipe` (remap.ops.recipe) that makes it and the shape it will have. Pure: no
 tensor data is read. Every problem is collected, at the rule's ``file:line``.
 """
 
@@ -15,9 +15,11 @@ from typing import Any
 
 from .diagnostics import Diagnostic
 from .errors import Loc, RuleError
-from .recipes import Recipe, ShapeError, Step, output_info, step_shape
-from .rules.model import Output, Rule
-from .rules.ops import value
+from .ops import Recipe, ShapeError, Single, Step, TensorOp, output_info
+from .ops.base import info_after
+from .ops.cast import Cast
+from .ops.rename import Rename
+from .rules.model import Rule
 from .tensors import DTYPES, TensorInfo
 
 
@@ -92,12 +94,9 @@ def _cannot(rule: Rule, keys: tuple[str, ...] | list[str], message: str) -> Diag
     return problem(keys[0], rule.loc, f"rule '{rule.label}' cannot make its targets from {listed}: {message}")
 
 
-SINGLE = Step("single")
-
-
 def _plain(rule: Rule) -> bool:
     """A rename: one source, one target, no ops (most rules; planned without building shapes step by step)."""
-    return not rule.sources and not rule.outputs and rule.structure.kind == "map" and rule.target is not None
+    return not rule.sources and not rule.outputs and isinstance(rule.structure, Rename) and rule.target is not None
 
 
 def _renames(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo],
@@ -115,7 +114,7 @@ def _renames(rule: Rule, matches: list[Match], infos: Mapping[str, TensorInfo],
             problems.append(_cannot(rule, [m.key], exc.message))
             continue
         cast = rule.cast if rule.cast is not None and rule.cast != info.dtype else None
-        recipe = Recipe((m.key,), SINGLE, (Step("cast", (cast,)),) if cast else ())
+        recipe = Recipe((m.key,), Single(), (Cast(cast),) if cast else ())
         entries.append(Entry((m.key,), target, TensorInfo(tuple(info.shape), cast or info.dtype), rule, recipe))
     return entries
 
@@ -178,36 +177,25 @@ def _groups_over(rule: Rule, over: str, matches: list[Match], problems: list[Dia
 def _outputs(rule: Rule, group: Group, infos: list[TensorInfo], env: Mapping[str, Any]) -> list[Entry]:
     structure, captures = rule.structure, group.captures
     names = {**env, **_typed(rule, captures)}
-    combine = _combine(rule)
-    if structure.kind == "dedup" and structure.count is not None:
-        count = value(structure.count, names, "dedup count")
-        if count != len(group.keys):
-            raise ShapeError(f"dedup expects {count} copies (count: {structure.count.text}), found "
-                             f"{len(group.keys)}")
-    prep = tuple(tuple(_shape_steps(ops, names, tuple(info.shape), [])) for ops, info in
+    combine = structure.combine()
+    structure.check_group(group.keys, names)
+    prep = tuple(tuple(_shape_steps(ops, names, info)) for ops, info in
                  zip(rule.source_ops or [()] * len(infos), infos, strict=True))
-    prepped = [output_info(Recipe((k,), Step("single"), own), [info])
-               for k, own, info in zip(group.keys, prep, infos, strict=True)]
-    shape = step_shape_of_combine(combine, prepped)
+    prepped = [info_after(own, info) for own, info in zip(prep, infos, strict=True)]
+    combined = TensorInfo(combine.shape([tuple(p.shape) for p in prepped]), combine.dtype(prepped[0].dtype))
     entries = []
-    for values, output, first in _per_output(rule, captures, names, shape):
-        steps = first + _shape_steps(rule.ops + output.ops, names, shape, first)
+    for out in structure.outputs(len(rule.targets), names, combined):
+        output = rule.targets[out.slot]
+        steps = [*out.steps, *_shape_steps(rule.ops + output.ops, names, info_after(out.steps, combined))]
         if rule.cast is not None and rule.cast != infos[0].dtype:
-            steps.append(Step("cast", (rule.cast,)))
+            steps.append(Cast(rule.cast))
         recipe = Recipe(group.keys, combine, tuple(steps), prep if any(prep) else ())
         info = output_info(recipe, infos)
         if info.dtype not in DTYPES:
             raise ShapeError(f"dtype {info.dtype} cannot be stored in safetensors; add a cast")
-        entries.append(Entry(group.keys, output.template.render(values), info, rule, recipe))
+        target = output.template.render({**captures, **out.captures})
+        entries.append(Entry(group.keys, target, info, rule, recipe))
     return entries
-
-
-def step_shape_of_combine(combine: Step, infos: list[TensorInfo]) -> tuple[int, ...]:
-    from .recipes import combine_shape
-
-    if combine.kind == "fold_weight_norm" and not infos[0].dtype.startswith(("float", "bfloat")):
-        raise ShapeError(f"fold_weight_norm needs floating-point tensors, not {infos[0].dtype}")
-    return combine_shape(combine, [tuple(i.shape) for i in infos])
 
 
 def _typed(rule: Rule, captures: Mapping[str, str]) -> dict[str, Any]:
@@ -215,62 +203,11 @@ def _typed(rule: Rule, captures: Mapping[str, str]) -> dict[str, Any]:
     return {k: int(v) if k in ints else v for k, v in captures.items()}
 
 
-def _combine(rule: Rule) -> Step:
-    kind, dim = rule.structure.kind, rule.structure.dim
-    if kind in ("concat", "stack", "fold_weight_norm"):
-        return Step(kind, (dim,))
-    return Step("dedup") if kind == "dedup" else Step("single")
-
-
-def _per_output(rule: Rule, captures: dict[str, str], names: Mapping[str, Any],
-                shape: tuple[int, ...]) -> list[tuple[dict[str, str], Output, list[Step]]]:
-    """(render values, target, first steps) for each output of one group."""
-    structure, outputs = rule.structure, rule.targets
-    if structure.kind == "split":
-        return [(captures, out, [step]) for out, step in zip(outputs, _split(rule, names, shape), strict=True)]
-    if structure.kind == "unstack":
-        dim = _dim(structure.dim, len(shape))
-        assert structure.index is not None
-        return [({**captures, structure.index: str(k)}, outputs[0], [Step("select", (dim, k))])
-                for k in range(shape[dim])]
-    if structure.kind == "unfold_weight_norm":
-        g, v = outputs
-        return [(captures, g, [Step("norm_except", (structure.dim,))]), (captures, v, [])]
-    return [(captures, out, []) for out in outputs]
-
-
-def _dim(dim: int, ndim: int) -> int:
-    if not -ndim <= dim < ndim:
-        raise ShapeError(f"dim {dim} is out of range for a {ndim}-d tensor")
-    return dim % ndim
-
-
-def _split(rule: Rule, names: Mapping[str, Any], shape: tuple[int, ...]) -> list[Step]:
-    structure, parts = rule.structure, len(rule.targets)
-    dim = _dim(structure.dim, len(shape))
-    if structure.sizes is None:
-        if shape[dim] % parts:
-            raise ShapeError(f"cannot split dim {dim} of size {shape[dim]} into {parts} equal parts")
-        sizes = [shape[dim] // parts] * parts
-    else:
-        sizes = [value(s, {**names, "shape": shape}, "split size") for s in structure.sizes]
-        if sum(sizes) != shape[dim] or min(sizes) < 0:
-            raise ShapeError(f"split sizes {sizes} do not add up to dim {dim} of size {shape[dim]}")
-    steps, start = [], 0
-    for size in sizes:
-        steps.append(Step("slice", (dim, start, start + size)))
-        start += size
-    return steps
-
-
-def _shape_steps(ops: tuple[Any, ...], names: Mapping[str, Any], shape: tuple[int, ...],
-                 before: list[Step]) -> list[Step]:
-    """Resolve shape ops in order; each sees the shape its input will have."""
-    for step in before:
-        shape = step_shape(step, shape)
+def _shape_steps(ops: tuple[TensorOp, ...], names: Mapping[str, Any], info: TensorInfo) -> list[Step]:
+    """Resolve tensor ops in order; each sees the shape and dtype its input will have."""
     steps: list[Step] = []
     for op in ops:
-        for step in op.steps(names, shape):
-            shape = step_shape(step, shape)
+        for step in op.steps(names, info):
+            info = step.info(info)
             steps.append(step)
     return steps

@@ -81,7 +81,7 @@ def _check_copies(result: Plan, source: Source) -> Plan:
     """A dedup keeps one of several copies: they must be byte-identical (this reads those tensors)."""
     problems = []
     for entry in result.entries:
-        if entry.recipe.combine.kind == "dedup":
+        if entry.recipe.combine.identical:
             differs = first_difference(entry.recipe, source.tensors)
             if differs is not None:
                 problems.append(problem(differs, entry.rule.loc, f"'{differs}' differs from '{entry.source}', but "

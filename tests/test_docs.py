@@ -77,3 +77,14 @@ def test_new_model_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "48 mapped" in subprocess.run([sys.executable, "-m", "remap", "plan", "rules/distilhubert.yaml",
                                           "examples/distilhubert-tiny.ckpt"], cwd=tmp_path, env=env,
                                          capture_output=True, text=True, check=True).stdout
+
+
+def test_the_op_reference_is_generated_from_the_ops_themselves() -> None:
+    from remap.ops import STRUCTURES, TENSOR_OPS
+    from remap.ops.docs import BEGIN, END, reference
+
+    text = (ROOT / "docs" / "rules.md").read_text()
+    section = text[text.index(BEGIN): text.index(END) + len(END) + 1]
+    assert section == reference(), "docs/rules.md is out of date: run `python -m remap.ops.docs`"
+    for name in [*STRUCTURES, *TENSOR_OPS]:  # every op has a tested example in the docs
+        assert f"#### `{name}`" in section and f"name: op-{name.replace('_', '-')}\n" in section

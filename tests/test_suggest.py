@@ -79,4 +79,4 @@ def test_draft_proposes_a_split_for_a_fused_qkv_projection() -> None:
     assert "    split: 0  # rows 24 = 8 + 8 + 8; check the order of the targets" in text
     ruleset = compile_text(text, "draft.yaml")
     assert run_examples(ruleset) == []
-    assert sum(r.structure.kind == "split" for r in ruleset.rules) == 2
+    assert sum(r.structure.name == "split" for r in ruleset.rules) == 2

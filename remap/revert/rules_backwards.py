@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import RemapError
-from ..recipes import Step, combine_shape, step_shape
+from ..ops import ShapeError
 from ..rules.model import Rule, RuleSet
 from ..rules.patterns import Placeholder, Template
 from ..rules.reversibility import pinned
@@ -174,74 +174,35 @@ def _render(pattern_text: str, captures: Mapping[str, str], rule: Rule) -> str:
 def _sources(rule: Rule, captures: dict[str, str], members: dict[int, Any],
              env: Mapping[str, Any]) -> dict[str, TensorInfo]:
     """The source keys and shapes of one rule instance, from the HF tensors it produced."""
-    structure, kind = rule.structure, rule.structure.kind
+    structure = rule.structure
     names = {**env, **{k: int(v) if k in rule.pattern.int_captures else v for k, v in captures.items()}}
-    if set(members) != set(range(len(rule.targets) if kind != "unstack" else len(members))):
-        missing = sorted(set(range(len(rule.targets))) - set(members))
+    wanted = set(members) if structure.index is not None else set(range(len(rule.targets)))
+    if set(members) != wanted:
+        missing = sorted(wanted - set(members))
         raise RemapError(f"rule '{rule.label}' ({rule.loc}): HF_DIR lacks some of its targets (output {missing}) "
                          f"for {captures}")
-    parts = [_undo_ops(rule, slot, members[slot][1], names) for slot in sorted(members)]
-    combined = _combined(rule, parts)
+    try:
+        parts = [_undo_ops(rule, slot, members[slot][1], names) for slot in sorted(members)]
+        combined = structure.combined_from(parts)
+        if structure.over is not None:
+            n, shape = structure.over_sources(combined, names)
+            return {_render(rule.pattern.text, {**captures, structure.over: str(i)}, rule): TensorInfo(shape,
+                                                                                                      combined.dtype)
+                    for i in range(n)}
+        shapes = structure.source_shapes(combined, len(rule.patterns), names)
+    except ShapeError as exc:
+        raise RemapError(f"rule '{rule.label}' ({rule.loc}) {exc}") from None
     keys = [_render(p.text, captures, rule) for p in rule.patterns]
-    dtype = parts[0].dtype
-    if kind in ("concat", "stack", "dedup") and structure.over is not None:
-        n = combined.shape[structure.dim % len(combined.shape)] if kind == "stack" else _count(rule, names)
-        shape = combined.shape if kind == "dedup" else _drop(combined.shape, structure.dim)
-        return {_render(rule.pattern.text, {**captures, structure.over: str(i)}, rule): TensorInfo(shape, dtype)
-                for i in range(n)}
-    shapes = _split_sources(rule, combined)
-    return {key: TensorInfo(shape, dtype) for key, shape in zip(keys, shapes, strict=True)}
+    return {key: TensorInfo(shape, combined.dtype) for key, shape in zip(keys, shapes, strict=True)}
 
 
 def _undo_ops(rule: Rule, slot: int, info: TensorInfo, names: Mapping[str, Any]) -> TensorInfo:
     """A target's shape before its own ops and the rule's ops (inverses applied last-first)."""
-    output = rule.targets[0 if rule.structure.kind == "unstack" else slot]
-    shape = tuple(info.shape)
+    output = rule.targets[0 if rule.structure.index is not None else slot]
     for op in reversed((*rule.ops, *output.ops)):
-        for step in op.inverse().steps(names, shape):
-            shape = step_shape(step, shape)
-    return TensorInfo(shape, info.dtype)
-
-
-def _combined(rule: Rule, parts: list[TensorInfo]) -> TensorInfo:
-    """The one tensor the rule's structure made its outputs from (before any structure-specific part)."""
-    kind, dim = rule.structure.kind, rule.structure.dim
-    shapes = [tuple(p.shape) for p in parts]
-    if kind == "split":
-        return TensorInfo(combine_shape(Step("concat", (dim,)), shapes), parts[0].dtype)
-    if kind == "unstack":
-        return TensorInfo(combine_shape(Step("stack", (dim,)), shapes), parts[0].dtype)
-    if kind == "unfold_weight_norm":
-        return parts[1]
-    return parts[0]
-
-
-def _split_sources(rule: Rule, combined: TensorInfo) -> list[tuple[int, ...]]:
-    """The source shapes a combined tensor came from, one per source pattern."""
-    kind, dim, n = rule.structure.kind, rule.structure.dim, len(rule.patterns)
-    shape = tuple(combined.shape)
-    if kind == "concat":
-        if rule.structure.sizes is None:
-            raise RemapError(f"rule '{rule.label}' ({rule.loc}) concatenates without 'sizes', so the parts' sizes "
-                             "are unknown without --like")
-        raise RemapError(f"rule '{rule.label}' ({rule.loc}): concat sizes are not supported without --like yet")
-    if kind == "stack":
-        return [_drop(shape, dim)] * n
-    if kind == "fold_weight_norm":
-        d = dim % len(shape)
-        return [tuple(s if i == d else 1 for i, s in enumerate(shape)), shape]
-    return [shape] * n
-
-
-def _drop(shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
-    d = dim % len(shape)
-    return shape[:d] + shape[d + 1:]
-
-
-def _count(rule: Rule, names: Mapping[str, Any]) -> int:
-    from ..rules.ops import value
-
-    if rule.structure.count is None:
-        raise RemapError(f"rule '{rule.label}' ({rule.loc}) deduplicates without 'count', so the number of copies "
-                         "is unknown without --like")
-    return value(rule.structure.count, names, "dedup count")
+        inverse = op.inverse()
+        if inverse is None:
+            raise ShapeError(op.why_not_reversible())
+        for step in inverse.steps(names, info):
+            info = step.info(info)
+    return info

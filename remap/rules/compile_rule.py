@@ -14,20 +14,20 @@ be ``{key: TARGET, ops: [...]}`` for ops on that target alone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
-from ..errors import Loc, RuleError
+from ..errors import RuleError
+from ..ops import STRUCTURES, TENSOR_OPS, Field, Structure, TensorOp
+from ..ops.base import Param
+from ..ops.rename import Rename
 from .expr import Expr, compile_expr
 from .model import DTYPES, Output, Rule
-from .ops import SHAPE_OPS, STRUCTURES, Param, ShapeOp, Structure
 from .patterns import Pattern, compile_pattern, compile_regex, compile_template
 from .schema import check_fields, seq
 from .yamlnode import Node
 
-RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples", "ops", *STRUCTURES)
-STRUCTURE_FIELDS: Final = {"split": ("dim", "sizes"), "unstack": ("dim", "index"), "concat": ("dim", "over"),
-                           "stack": ("dim", "over"), "dedup": ("over", "count"), "fold_weight_norm": ("dim",),
-                           "unfold_weight_norm": ("dim",)}
+STRUCTURE_NAMES: Final = tuple(sorted(name for name in STRUCTURES if name != Rename.name))
+RULE_FIELDS: Final = ("from", "regex", "to", "drop", "when", "cast", "reason", "examples", "ops", *STRUCTURE_NAMES)
 TENSOR_NAMES: Final = frozenset({"shape", "dtype"})
 
 
@@ -66,7 +66,7 @@ class RuleCompiler:
         captures = patterns[0].captures
         when = self.when(c.get("when"), captures)
         if drop:
-            if len(patterns) > 1 or set(c) & {"cast", "ops", *STRUCTURES}:
+            if len(patterns) > 1 or set(c) & {"cast", "ops", *STRUCTURE_NAMES}:
                 raise RuleError("a drop rule takes one pattern, and no cast, ops or structure", node.loc)
             return Rule(node.loc, patterns[0], None, when, None, _reason(node))
         structure = self._structure(node, patterns)
@@ -77,14 +77,14 @@ class RuleCompiler:
         ops = self._shape_ops(c.get("ops"), captures)
         cast = self._cast(c.get("cast"))
         plain = not ops and not outputs[0].ops and not any(source_ops)
-        if len(patterns) == 1 and len(outputs) == 1 and plain and structure.kind == "map":
+        if len(patterns) == 1 and len(outputs) == 1 and plain and isinstance(structure, Rename):
             return Rule(node.loc, patterns[0], outputs[0].template, when, cast, _reason(node))
         return Rule(node.loc, patterns[0], outputs[0].template, when, cast, _reason(node),
                     sources=patterns if len(patterns) > 1 else (),
                     source_ops=source_ops if any(source_ops) else (), outputs=outputs, ops=ops,
                     structure=structure)
 
-    def _sources(self, node: Node) -> tuple[tuple[Pattern, ...], tuple[tuple[ShapeOp, ...], ...]]:
+    def _sources(self, node: Node) -> tuple[tuple[Pattern, ...], tuple[tuple[TensorOp, ...], ...]]:
         """Source patterns, each a string or ``{key: PATTERN, ops: [...]}`` (ops on that input alone)."""
         if not node.is_seq:
             return (compile_pattern(node.value, node.loc),), ()
@@ -131,48 +131,85 @@ class RuleCompiler:
             raise RuleError(f"unknown dtype '{node.value}' (allowed: {', '.join(sorted(DTYPES))})", node.loc)
         return str(node.value)
 
-    def _param(self, node: Node, captures: Iterable[str], what: str) -> Param:
-        if isinstance(node.value, int) and not isinstance(node.value, bool):
+    def _param(self, node: Node, captures: Iterable[str], what: str, numbers: bool = False) -> Param:
+        kinds = (int, float) if numbers else (int,)
+        if isinstance(node.value, kinds) and not isinstance(node.value, bool):
             return node.value
         if not isinstance(node.value, str):
-            raise RuleError(f"{what} must be an integer or an expression string", node.loc)
+            kind = "a number" if numbers else "an integer"
+            raise RuleError(f"{what} must be {kind} or an expression string", node.loc)
         return self.expr(node, {*captures, "shape"}, what)
 
-    def _params(self, node: Node, captures: Iterable[str], what: str) -> tuple[Param, ...]:
+    def _field(self, spec: Field, node: Node, captures: Iterable[str], op: str, what: str) -> Any:
+        """One op field's value from YAML: literals stay literals, strings are expressions."""
+        if spec.kind in ("int", "number"):
+            items = node.items if node.is_seq else (node,)
+            if len(items) != 1:
+                raise RuleError(f"{op} takes 1 parameter", node.loc)
+            return self._param(items[0], captures, what, numbers=spec.kind == "number")
+        if spec.kind == "value":
+            if node.is_seq:
+                return tuple(self._param(item, captures, what) for item in node.items)
+            return self._param(node, captures, what)
         items = node.items if node.is_seq else (node,)
+        if spec.count is not None and len(items) != spec.count:
+            raise RuleError(f"{op} takes {spec.count} parameter{'s' if spec.count > 1 else ''}", node.loc)
         return tuple(self._param(item, captures, what) for item in items)
 
-    def _shape_ops(self, node: Node | None, captures: Iterable[str]) -> tuple[ShapeOp, ...]:
+    def _shape_ops(self, node: Node | None, captures: Iterable[str]) -> tuple[TensorOp, ...]:
+        extras = sorted({f.name for cls in TENSOR_OPS.values() for f in cls.extras})
         ops = []
         for item in seq(node, "ops"):
-            check_fields(item, (*SHAPE_OPS, "back"), "an op")
-            kinds = [k for k in item.children if k in SHAPE_OPS]
-            if len(kinds) != 1 or ("back" in item.children and kinds != ["reshape"]):
-                raise RuleError(f"an op is one of {', '.join(SHAPE_OPS)} ('back' only with reshape)", item.loc)
-            kind, arg = kinds[0], item.children[kinds[0]]
-            args = self._params(arg, captures, f"{kind} parameter")
-            _check_op_arity(kind, args, arg.loc)
-            back = self._params(item.children["back"], captures, "back") if "back" in item.children else None
-            ops.append(ShapeOp(kind, args, item.loc, back))
+            check_fields(item, (*TENSOR_OPS, *extras), "an op")
+            kinds = [k for k in item.children if k in TENSOR_OPS]
+            cls = TENSOR_OPS[kinds[0]] if len(kinds) == 1 else None
+            own = {f.name for f in cls.extras} if cls is not None else set()
+            if cls is None or any(k not in own for k in item.children if k not in TENSOR_OPS):
+                owners = "; ".join(f"'{f.name}' only with {c.name}" for c in TENSOR_OPS.values() for f in c.extras)
+                raise RuleError(f"an op is one of {', '.join(TENSOR_OPS)}{f' ({owners})' if owners else ''}",
+                                item.loc)
+            ops.append(self._tensor_op(cls, item.children[cls.name], item, captures))
         return tuple(ops)
 
+    def _tensor_op(self, cls: type[TensorOp], value: Node, item: Node, captures: Iterable[str]) -> TensorOp:
+        params: dict[str, Any] = {}
+        if cls.main is not None:
+            params[cls.main.name] = self._field(cls.main, value, captures, cls.name, f"{cls.name} parameter")
+        else:
+            check_fields(value, [f.name for f in cls.fields], cls.name)
+            for spec in cls.fields:
+                if spec.name in value.children:
+                    params[spec.name] = self._field(spec, value.children[spec.name], captures, cls.name,
+                                                    f"{cls.name} {spec.name}")
+                elif spec.required:
+                    raise RuleError(f"{cls.name} needs '{spec.name}' ({spec.help})", value.loc)
+        for spec in cls.extras:
+            if spec.name in item.children:
+                params[spec.name] = self._field(spec, item.children[spec.name], captures, cls.name, spec.name)
+        op = cls(params, item.loc)
+        op.check()
+        return op
+
     def _structure(self, node: Node, patterns: tuple[Pattern, ...]) -> Structure:
-        kinds = [k for k in STRUCTURES if k in node.children]
+        kinds = [k for k in STRUCTURE_NAMES if k in node.children]
         if len(kinds) > 1:
-            raise RuleError(f"a rule has at most one of {', '.join(STRUCTURES)} (found {', '.join(kinds)})",
+            raise RuleError(f"a rule has at most one of {', '.join(STRUCTURE_NAMES)} (found {', '.join(kinds)})",
                             node.loc)
         if not kinds:
-            return Structure()
+            return Rename()
         kind, spec = kinds[0], node.children[kinds[0]]
-        if not spec.is_map:  # `split: 0` is short for `split: {dim: 0}`
-            if kind == "dedup":
-                return Structure(kind, over=_capture_name(spec, patterns[0], "dedup"))
-            return Structure(kind, dim=_int(spec, f"{kind} dim"))
-        check_fields(spec, STRUCTURE_FIELDS[kind], kind)
+        cls = STRUCTURES[kind]
+        if not spec.is_map:  # `split: 0` is short for `split: {dim: 0}`, `dedup: l` for `dedup: {over: l}`
+            if cls.shorthand == "over":
+                return cls(over=_capture_name(spec, patterns[0], kind))
+            return cls(dim=_int(spec, f"{kind} dim"))
+        check_fields(spec, cls.fields, kind)
         c, captures = spec.children, patterns[0].captures
-        return Structure(
-            kind, dim=_int(c["dim"], f"{kind} dim") if "dim" in c else 0,
-            sizes=self._params(c["sizes"], captures, "split size") if "sizes" in c else None,
+        return cls(
+            dim=_int(c["dim"], f"{kind} dim") if "dim" in c else 0,
+            sizes=tuple(self._param(i, captures, "split size") for i in (c["sizes"].items if c["sizes"].is_seq
+                                                                          else (c["sizes"],)))
+            if "sizes" in c else None,
             over=_capture_name(c["over"], patterns[0], kind) if "over" in c else None,
             index=_new_index(c["index"], patterns[0]) if "index" in c else None,
             count=self.expr(c["count"], (), "dedup count") if "count" in c else None)
@@ -203,37 +240,11 @@ def _new_index(node: Node, pattern: Pattern) -> str:
     return name
 
 
-def _check_op_arity(kind: str, args: tuple[Param, ...], loc: Loc) -> None:
-    wanted = {"transpose": 2, "squeeze": 1, "unsqueeze": 1, "rope_permute": 1, "rope_unpermute": 1}
-    if kind in wanted and len(args) != wanted[kind]:
-        raise RuleError(f"{kind} takes {wanted[kind]} parameter{'s' if wanted[kind] > 1 else ''}", loc)
-    if kind in ("permute", "reshape") and not args:
-        raise RuleError(f"{kind} needs a list of dims", loc)
-
-
 def _check_arity(node: Node, structure: Structure, patterns: tuple[Pattern, ...], outputs: tuple[Output, ...]) -> None:
     """Each structure takes a fixed number of sources and targets; say which, at the rule's line."""
-    kind, n_in, n_out = structure.kind, len(patterns), len(outputs)
-    listed = n_in > 1
-    problems = {
-        "map": listed and "a rename takes one source pattern (several need concat, stack or fold_weight_norm)",
-        "split": (listed or n_out < 2) and "split takes one source and a list of two or more targets",
-        "unstack": (listed or n_out != 1 or structure.index is None)
-        and "unstack takes one source, an 'index' name, and one target that uses it",
-        "concat": (n_out != 1 or listed == (structure.over is not None))
-        and "concat takes either a list of sources or one source with 'over', and one target",
-        "stack": (n_out != 1 or listed == (structure.over is not None))
-        and "stack takes either a list of sources or one source with 'over', and one target",
-        "dedup": (listed or n_out != 1 or structure.over is None)
-        and "dedup takes one source with 'over', and one target",
-        "fold_weight_norm": (n_in != 2 or n_out != 1)
-        and "fold_weight_norm takes two sources [g, v] and one target",
-        "unfold_weight_norm": (n_in != 1 or n_out != 2)
-        and "unfold_weight_norm takes one source and two targets [g, v]",
-    }
-    if problems[kind]:
-        raise RuleError(str(problems[kind]), node.loc)
-    if structure.sizes is not None and len(structure.sizes) != n_out:
-        raise RuleError(f"split has {len(structure.sizes)} sizes for {n_out} targets", node.loc)
+    if not structure.fits(len(patterns), len(outputs)):
+        raise RuleError(structure.arity, node.loc)
+    if structure.sizes is not None and len(structure.sizes) != len(outputs):
+        raise RuleError(f"split has {len(structure.sizes)} sizes for {len(outputs)} targets", node.loc)
     if structure.index is not None and structure.index not in outputs[0].template.names:
         raise RuleError(f"unstack's target must use its index '{{{structure.index}}}'", node.loc)

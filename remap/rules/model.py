@@ -13,10 +13,11 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from ..errors import ConfigError, Loc
+from ..ops import Structure, TensorOp
+from ..ops.rename import Rename
 from ..tensors import TensorInfo
 from .dispatch import RuleIndex
 from .expr import Expr
-from .ops import ShapeOp, Structure
 from .patterns import Pattern, Template
 
 DTYPES: Final = frozenset({
@@ -32,7 +33,7 @@ class Output:
     """One target of a rule, with the shape ops that apply to it alone."""
 
     template: Template
-    ops: tuple[ShapeOp, ...] = ()
+    ops: tuple[TensorOp, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ class Rule:
     cast: str | None = None
     reason: str = ""
     sources: tuple[Pattern, ...] = ()  # empty: just ``pattern``
-    source_ops: tuple[tuple[ShapeOp, ...], ...] = ()  # per source pattern, before the structure; empty: none
+    source_ops: tuple[tuple[TensorOp, ...], ...] = ()  # per source pattern, before the structure; empty: none
     outputs: tuple[Output, ...] = ()  # empty: just ``target`` (or nothing, for a drop)
-    ops: tuple[ShapeOp, ...] = ()
-    structure: Structure = field(default_factory=Structure)
+    ops: tuple[TensorOp, ...] = ()
+    structure: Structure = field(default_factory=Rename)
 
     @property
     def label(self) -> str:

@@ -52,20 +52,15 @@ def _rule_reasons(rule: Rule) -> list[Reason]:
     many = _many_to_one(rule)
     if many:
         found.append(Reason(rule.loc, subject, many))
-    structure = rule.structure
-    if not structure.exact:
-        found.append(Reason(rule.loc, subject, f"uses {structure.kind}, which is numeric (weight = g * v / |v|), "
-                                               "not byte-invertible", lossy=True))
-    if structure.kind == "dedup" and structure.count is None:
-        found.append(Reason(rule.loc, subject, "deduplicates without 'count', so a reverse conversion does not "
-                                               "know how many copies to write"))
-    if structure.kind == "concat" and structure.over is not None:
-        found.append(Reason(rule.loc, subject, f"concatenates over '{structure.over}', so a reverse conversion "
-                                               "does not know how many parts to split into"))
+    for why, lossy in rule.structure.blockers():
+        found.append(Reason(rule.loc, subject, why, lossy=lossy))
     for op in (*rule.ops, *(o for out in rule.targets for o in out.ops)):
-        if not op.invertible:
-            found.append(Reason(op.loc, subject, "has a reshape without 'back:', so a reverse conversion cannot "
-                                                 "undo it"))
+        why = op.why_not_reversible()
+        if why:
+            found.append(Reason(op.loc, subject, why))
+        elif op.reversibility != "exact":
+            found.append(Reason(op.loc, subject, f"uses {op}, {op.reversibility_note or 'not byte-invertible'}",
+                                lossy=op.reversibility == "equivalent"))
     if rule.cast:
         found.append(Reason(rule.loc, subject, f"casts to {rule.cast}, which may lose precision", lossy=True))
     return found
