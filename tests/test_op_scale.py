@@ -71,7 +71,8 @@ def test_an_integer_tensor_cannot_be_scaled(tmp_path: Path) -> None:
     prepared = prepare(compile_text(HEAD + "  - from: t\n    to: u\n    ops: [{scale: 2}]\n", "ops.yaml"),
                        tmp_path / "src.safetensors", with_target=False)
     assert [str(p) for p in prepared.plan.problems] == [
-        "ops.yaml:8: rule 't' cannot make its targets from 't': scale needs a floating-point tensor, not int64"]
+        "ops.yaml:8: rule 't' cannot make its targets from 't': scale needs a float64, float32, float16 or bfloat16 "
+        "tensor, not int64"]
 
 
 PRESCALED = """\

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,7 +21,6 @@ from ..io import read_checkpoint, select_source
 from ..io.configfile import read_config_file
 from ..resolve import resolve
 from ..rules.model import Rule, RuleSet
-from ..rules.patterns import Template
 from ..rules.reversibility import reasons
 from ..target import build_target
 from ..tensors import TensorInfo
@@ -191,7 +189,7 @@ def dead_and_dynamic(ruleset: RuleSet, source: Mapping[str, TensorInfo] | None,
 def unreachable_targets(ruleset: RuleSet, target: Mapping[str, TensorInfo], env: Mapping[str, Any],
                         target_name: str) -> list[Diagnostic]:
     """Target keys that no rule template can render and no init/allow_missing entry covers."""
-    templates = [_template_regex(rule, output.template) for rule in ruleset.rules for output in rule.targets]
+    templates = [rule.target_regex(output.template) for rule in ruleset.rules for output in rule.targets]
     patterns = [e.pattern for e in ruleset.inits] + [e.pattern for e in ruleset.allows]
     found = []
     for key in sorted(target):
@@ -201,21 +199,6 @@ def unreachable_targets(ruleset: RuleSet, target: Mapping[str, TensorInfo], env:
             found.append(_finding(ruleset.path, "warning", f"{target_name} key '{key}' can be produced by no "
                                                              "rule, init or allow_missing entry"))
     return found
-
-
-def _template_regex(rule: Rule, template: Template) -> re.Pattern[str]:
-    """What a target template can render: each capture as its pattern matches it, arithmetic as digits."""
-    groups = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(rule.pattern.captures),
-                      strict=True))
-    parts = []
-    for part in template.parts:
-        if isinstance(part, str):
-            parts.append(re.escape(part))
-        elif part.tree is None and part.text in groups:
-            parts.append(f"(?:{groups[part.text]})")
-        else:
-            parts.append(r"\d+")
-    return re.compile("".join(parts))
 
 
 def invertibility(ruleset: RuleSet) -> list[Diagnostic]:

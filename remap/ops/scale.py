@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RuleError
 from ..tensors import TensorInfo
-from .base import Doc, Field, Raw, Reversibility, ShapeError, Step, TensorOp, is_float, number, register, scope
+from .base import Doc, Field, Raw, Reversibility, ShapeError, Step, TensorOp, number, register, scope
 from .numbers import from_torch, to_torch
 
 
@@ -39,8 +39,8 @@ class Scale(Step):
         return shape
 
     def dtype(self, dtype: str) -> str:
-        if not is_float(dtype):
-            raise ShapeError(f"scale needs a floating-point tensor, not {dtype}")
+        if dtype not in ("float64", "float32", "float16", "bfloat16"):
+            raise ShapeError(f"scale needs a float64, float32, float16 or bfloat16 tensor, not {dtype}")
         return dtype
 
     def run(self, raw: Raw) -> Raw:

@@ -94,23 +94,9 @@ def _fires(rule: Rule, key: str, info: TensorInfo, env: Mapping[str, Any]) -> bo
     return True
 
 
-def _template_regex(rule: Rule, template: Template) -> re.Pattern[str]:
-    kinds = dict(zip(rule.pattern.captures, rule.pattern.capture_regexes or (".+",) * len(rule.pattern.captures),
-                     strict=True))
-    parts = []
-    for n, part in enumerate(template.parts):
-        if isinstance(part, str):
-            parts.append(re.escape(part))
-        elif part.tree is None and part.text in kinds:
-            parts.append(f"(?P<c_{part.text}_{n}>{kinds[part.text]})")
-        else:
-            parts.append(f"(?P<p_{n}>\\d+)")
-    return re.compile("".join(parts))
-
-
 def _instances(rule: Rule, hf: Mapping[str, TensorInfo]) -> dict[tuple[tuple[str, str], ...], dict[int, Any]]:
     """HF keys a rule's targets match, grouped by the source captures they give: {captures: {output: (key, info)}}."""
-    regexes = [(o, _template_regex(rule, out.template), out.template) for o, out in enumerate(rule.targets)]
+    regexes = [(o, rule.target_regex(out.template), out.template) for o, out in enumerate(rule.targets)]
     index = rule.structure.index
     found: dict[tuple[tuple[str, str], ...], dict[int, Any]] = {}
     for key, info in hf.items():

@@ -6,6 +6,7 @@ runner only read them. Nothing here touches tensors or files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -79,6 +80,21 @@ class Rule:
     def exact(self) -> bool:
         """Whether every output's bytes are source bytes rearranged (no arithmetic, no cast)."""
         return self.structure.exact and self.cast is None
+
+    def target_regex(self, template: Template) -> re.Pattern[str]:
+        """What ``template`` (one of this rule's targets) can render: each capture as this rule's pattern
+        matches it (group ``c_NAME_N``), each arithmetic placeholder as digits (group ``p_N``)."""
+        kinds = dict(zip(self.pattern.captures, self.pattern.capture_regexes or (".+",) * len(self.pattern.captures),
+                         strict=True))
+        parts = []
+        for n, part in enumerate(template.parts):
+            if isinstance(part, str):
+                parts.append(re.escape(part))
+            elif part.tree is None and part.text in kinds:
+                parts.append(f"(?P<c_{part.text}_{n}>{kinds[part.text]})")
+            else:
+                parts.append(f"(?P<p_{n}>\\d+)")
+        return re.compile("".join(parts))
 
     def render_targets(self, captures: Mapping[str, str]) -> list[str]:
         """The target keys for one key's captures (an unstack's index is shown as ``{name}``)."""
